@@ -1,0 +1,11 @@
+//! Client side: one task per client connection. `startup` negotiates and authenticates, then
+//! `session` runs the request/response loop against pooled backends.
+
+pub mod messages;
+pub mod params;
+pub mod pipeline;
+pub mod session;
+pub mod startup;
+pub mod statements;
+
+pub use startup::handle_connection;

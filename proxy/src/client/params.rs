@@ -1,0 +1,505 @@
+//! Session state that must follow a client across pooled backends: parameters changed by `SET`
+//! (and startup parameters), and statements whose session-level effects cannot be replayed,
+//! which pin the backend to the client.
+//!
+//! Detection works on a light lexer (quotes, dollar quotes, comments) so it costs next to nothing
+//! on ordinary statements; full SQL analysis belongs to the router.
+
+use std::hash::{Hash, Hasher};
+
+/// Session parameters, sorted by name, values as SQL text ready for `SET name TO value`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ParamSet {
+    params: Vec<(String, String)>,
+    hash: u64,
+}
+
+impl ParamSet {
+    /// Sets `name` (lower-cased) to the SQL text `value`.
+    pub fn set(&mut self, name: &str, value: &str) {
+        let name = name.to_ascii_lowercase();
+        match self.params.binary_search_by(|(n, _)| n.as_str().cmp(&name)) {
+            Ok(i) => self.params[i].1 = value.to_string(),
+            Err(i) => self.params.insert(i, (name, value.to_string())),
+        }
+        self.rehash();
+    }
+
+    /// Removes `name` (back to the server default).
+    pub fn reset(&mut self, name: &str) {
+        let name = name.to_ascii_lowercase();
+        self.params.retain(|(n, _)| *n != name);
+        self.rehash();
+    }
+
+    /// Removes every parameter.
+    pub fn clear(&mut self) {
+        self.params.clear();
+        self.rehash();
+    }
+
+    /// The SQL value text of `name`, if set.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// All parameters, sorted by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.params.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
+    /// Cheap equality check for the hot path.
+    pub fn same_as(&self, other: &ParamSet) -> bool {
+        self.hash == other.hash && self.params == other.params
+    }
+
+    fn rehash(&mut self) {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.params.hash(&mut h);
+        self.hash = h.finish();
+    }
+
+    /// Applies one change.
+    pub fn apply(&mut self, change: &ParamChange) {
+        match change {
+            ParamChange::Set(n, v) => self.set(n, v),
+            ParamChange::Reset(n) => self.reset(n),
+            ParamChange::ResetAll => self.clear(),
+        }
+    }
+
+    /// SQL turning a backend whose parameters are `from` into one with `self`'s, or None if equal.
+    pub fn sync_sql(&self, from: &ParamSet) -> Option<String> {
+        if self.same_as(from) {
+            return None;
+        }
+        let mut sql = String::new();
+        for (name, _) in from.iter() {
+            if self.get(name).is_none() {
+                sql.push_str(&format!("RESET {};", quote_ident(name)));
+            }
+        }
+        for (name, value) in self.iter() {
+            if from.get(name) != Some(value) {
+                sql.push_str(&format!("SET {} TO {};", quote_ident(name), value));
+            }
+        }
+        Some(sql)
+    }
+}
+
+/// Quotes a GUC name when it is not a plain identifier (e.g. custom `my.setting` stays as is).
+fn quote_ident(name: &str) -> String {
+    let plain = name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.');
+    if plain {
+        name.to_string()
+    } else {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
+}
+
+/// Quotes a plain string as an SQL literal (for startup parameters).
+pub fn quote_literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+/// A change to the session parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParamChange {
+    /// `SET name TO value` (value as SQL text).
+    Set(String, String),
+    /// `RESET name` / `SET name TO DEFAULT`.
+    Reset(String),
+    /// `RESET ALL` / `DISCARD ALL`.
+    ResetAll,
+}
+
+/// What a statement text does to session state beyond its own transaction.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionEffects {
+    /// Parameter changes, in order.
+    pub changes: Vec<ParamChange>,
+    /// Creates state we cannot replay on another backend (LISTEN, temp tables, SQL PREPARE,
+    /// WITH HOLD cursors, session advisory locks): keep this backend for the rest of the session.
+    pub pins: bool,
+    /// `DISCARD ALL` / `DEALLOCATE ALL`: server-side prepared statements are gone.
+    pub drops_prepared: bool,
+}
+
+impl SessionEffects {
+    /// True when the statement has no session-level effect (the common case).
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty() && !self.pins && !self.drops_prepared
+    }
+}
+
+/// Finds the session-level effects of a (possibly multi-statement) SQL text.
+pub fn analyze(sql: &str) -> SessionEffects {
+    let mut effects = SessionEffects::default();
+    if contains_ignore_case(sql, "advisory_lock") && !contains_ignore_case(sql, "advisory_xact") {
+        effects.pins = true;
+    }
+    for stmt in split_statements(sql) {
+        analyze_statement(&stmt, &mut effects);
+    }
+    effects
+}
+
+fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
+    haystack
+        .as_bytes()
+        .windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+}
+
+fn analyze_statement(tokens: &[Token<'_>], fx: &mut SessionEffects) {
+    let word = |i: usize| match tokens.get(i) {
+        Some(Token::Word(w)) => Some(w.to_ascii_lowercase()),
+        _ => None,
+    };
+    let Some(first) = word(0) else { return };
+    match first.as_str() {
+        "set" => {
+            let mut i = 1;
+            if word(i).as_deref() == Some("session") {
+                i += 1;
+                match word(i).as_deref() {
+                    Some("characteristics") => {
+                        fx.pins = true;
+                        return;
+                    }
+                    Some("authorization") => {
+                        set_value(tokens, i + 1, "session_authorization", fx);
+                        return;
+                    }
+                    _ => {}
+                }
+            }
+            match word(i).as_deref() {
+                None | Some("local") | Some("transaction") | Some("constraints") => {}
+                Some("time") if word(i + 1).as_deref() == Some("zone") => {
+                    set_value(tokens, i + 2, "timezone", fx)
+                }
+                Some("role") => set_value(tokens, i + 1, "role", fx),
+                Some(name) => {
+                    let mut name = name.to_string();
+                    let mut j = i + 1;
+                    // dotted custom parameters: my.setting
+                    while matches!(tokens.get(j), Some(Token::Punct('.'))) {
+                        if let Some(part) = word(j + 1) {
+                            name.push('.');
+                            name.push_str(&part);
+                            j += 2;
+                        } else {
+                            break;
+                        }
+                    }
+                    match tokens.get(j) {
+                        Some(Token::Word(w)) if w.eq_ignore_ascii_case("to") => {
+                            set_value(tokens, j + 1, &name, fx)
+                        }
+                        Some(Token::Punct('=')) => set_value(tokens, j + 1, &name, fx),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        "reset" => match word(1).as_deref() {
+            Some("all") => fx.changes.push(ParamChange::ResetAll),
+            Some("session") => fx
+                .changes
+                .push(ParamChange::Reset("session_authorization".into())),
+            Some("time") => fx.changes.push(ParamChange::Reset("timezone".into())),
+            Some(name) => fx.changes.push(ParamChange::Reset(name.to_string())),
+            None => {}
+        },
+        "discard" => match word(1).as_deref() {
+            Some("all") => {
+                fx.changes.push(ParamChange::ResetAll);
+                fx.drops_prepared = true;
+            }
+            Some("temp") | Some("temporary") | Some("plans") | Some("sequences") => {}
+            _ => {}
+        },
+        "deallocate" => {
+            fx.drops_prepared |= tokens
+                .iter()
+                .any(|t| matches!(t, Token::Word(w) if w.eq_ignore_ascii_case("all")))
+        }
+        "listen" | "prepare" | "load" => fx.pins = true,
+        "declare" => {
+            let hold = tokens.windows(2).any(|w| {
+                matches!((&w[0], &w[1]), (Token::Word(a), Token::Word(b))
+                    if a.eq_ignore_ascii_case("with") && b.eq_ignore_ascii_case("hold"))
+            });
+            fx.pins |= hold;
+        }
+        "create" => {
+            let temp = tokens.iter().take(4).any(|t| {
+                matches!(t, Token::Word(w) if w.eq_ignore_ascii_case("temp") || w.eq_ignore_ascii_case("temporary"))
+            });
+            fx.pins |= temp;
+        }
+        _ => {}
+    }
+}
+
+/// Records `SET name TO <tokens from i>`; `DEFAULT` means reset.
+fn set_value(tokens: &[Token<'_>], i: usize, name: &str, fx: &mut SessionEffects) {
+    let Some(rest) = tokens.get(i..) else { return };
+    if rest.is_empty() {
+        return;
+    }
+    if let [Token::Word(w)] = rest {
+        if w.eq_ignore_ascii_case("default") {
+            fx.changes.push(ParamChange::Reset(name.to_string()));
+            return;
+        }
+    }
+    let mut value = String::new();
+    for (k, t) in rest.iter().enumerate() {
+        let text = t.text();
+        let glue = matches!(t, Token::Punct(',')) || k == 0;
+        if !glue {
+            value.push(' ');
+        }
+        value.push_str(&text);
+    }
+    fx.changes
+        .push(ParamChange::Set(name.to_ascii_lowercase(), value));
+}
+
+/// A lexical token: enough to read statement heads without a full parser.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Token<'a> {
+    /// Keyword, identifier or number (bare).
+    Word(&'a str),
+    /// Quoted literal or identifier, with its quotes (`'x'`, `E'x'`, `"X"`, `$$x$$`).
+    Quoted(&'a str),
+    /// Any other single character.
+    Punct(char),
+}
+
+impl Token<'_> {
+    fn text(&self) -> String {
+        match self {
+            Token::Word(w) | Token::Quoted(w) => (*w).to_string(),
+            Token::Punct(c) => c.to_string(),
+        }
+    }
+}
+
+/// Splits SQL into statements of tokens, respecting quotes, dollar quotes and comments.
+pub(crate) fn split_statements(sql: &str) -> Vec<Vec<Token<'_>>> {
+    let b = sql.as_bytes();
+    let mut out = Vec::new();
+    let mut cur = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        match c {
+            b';' => {
+                if !cur.is_empty() {
+                    out.push(std::mem::take(&mut cur));
+                }
+                i += 1;
+            }
+            c if c.is_ascii_whitespace() => i += 1,
+            b'-' if b.get(i + 1) == Some(&b'-') => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                let mut depth = 0usize;
+                while i < b.len() {
+                    if b[i] == b'/' && b.get(i + 1) == Some(&b'*') {
+                        depth += 1;
+                        i += 2;
+                    } else if b[i] == b'*' && b.get(i + 1) == Some(&b'/') {
+                        depth -= 1;
+                        i += 2;
+                        if depth == 0 {
+                            break;
+                        }
+                    } else {
+                        i += 1;
+                    }
+                }
+            }
+            b'\'' | b'"' => {
+                let end = quoted_end(b, i, c, false);
+                cur.push(Token::Quoted(&sql[i..end]));
+                i = end;
+            }
+            b'e' | b'E' if b.get(i + 1) == Some(&b'\'') => {
+                let end = quoted_end(b, i + 1, b'\'', true);
+                cur.push(Token::Quoted(&sql[i..end]));
+                i = end;
+            }
+            b'$' if dollar_tag(b, i).is_some() => {
+                let tag_end = dollar_tag(b, i).unwrap_or(i + 1);
+                let tag = &b[i..tag_end];
+                let mut j = tag_end;
+                let end = loop {
+                    if j >= b.len() {
+                        break b.len();
+                    }
+                    if b[j..].starts_with(tag) {
+                        break j + tag.len();
+                    }
+                    j += 1;
+                };
+                cur.push(Token::Quoted(&sql[i..end]));
+                i = end;
+            }
+            c if c.is_ascii_alphanumeric() || c == b'_' || c >= 0x80 => {
+                let start = i;
+                while i < b.len()
+                    && (b[i].is_ascii_alphanumeric()
+                        || b[i] == b'_'
+                        || b[i] == b'$'
+                        || b[i] >= 0x80)
+                {
+                    i += 1;
+                }
+                cur.push(Token::Word(&sql[start..i]));
+            }
+            _ => {
+                // i is on an ASCII byte here (all multi-byte starts are >= 0x80 above)
+                cur.push(Token::Punct(c as char));
+                i += 1;
+            }
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// Index just past the closing quote of a quoted token starting at `start`.
+fn quoted_end(b: &[u8], start: usize, q: u8, backslash: bool) -> usize {
+    let mut i = start + 1;
+    while i < b.len() {
+        if backslash && b[i] == b'\\' {
+            i += 2;
+            continue;
+        }
+        if b[i] == q {
+            if b.get(i + 1) == Some(&q) {
+                i += 2;
+                continue;
+            }
+            return i + 1;
+        }
+        i += 1;
+    }
+    b.len()
+}
+
+/// If a dollar-quote tag (`$$` or `$tag$`) starts at `i`, the index just past it.
+fn dollar_tag(b: &[u8], i: usize) -> Option<usize> {
+    let mut j = i + 1;
+    while j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == b'_') {
+        if j == i + 1 && b[j].is_ascii_digit() {
+            return None; // $1 is a parameter
+        }
+        j += 1;
+    }
+    (b.get(j) == Some(&b'$')).then_some(j + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn changes(sql: &str) -> Vec<ParamChange> {
+        analyze(sql).changes
+    }
+
+    #[test]
+    fn detects_set_forms() {
+        use ParamChange::*;
+        assert_eq!(
+            changes("SET search_path TO a, b"),
+            vec![Set("search_path".into(), "a, b".into())]
+        );
+        assert_eq!(
+            changes("set statement_timeout = '5s';"),
+            vec![Set("statement_timeout".into(), "'5s'".into())]
+        );
+        assert_eq!(
+            changes("SET SESSION DateStyle TO ISO"),
+            vec![Set("datestyle".into(), "ISO".into())]
+        );
+        assert_eq!(
+            changes("SET TIME ZONE 'UTC'"),
+            vec![Set("timezone".into(), "'UTC'".into())]
+        );
+        assert_eq!(
+            changes("SET my.opt = 3"),
+            vec![Set("my.opt".into(), "3".into())]
+        );
+        assert_eq!(
+            changes("SET work_mem TO DEFAULT"),
+            vec![Reset("work_mem".into())]
+        );
+        assert_eq!(changes("RESET work_mem"), vec![Reset("work_mem".into())]);
+        assert_eq!(changes("RESET ALL"), vec![ResetAll]);
+        assert_eq!(changes("SET LOCAL work_mem = '1MB'"), vec![]);
+        assert_eq!(
+            changes("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE"),
+            vec![]
+        );
+        assert_eq!(changes("select 'SET x = 1'; -- SET y = 2\n"), vec![]);
+        assert_eq!(
+            changes("BEGIN; SET a = 1; SELECT $$;SET b=2$$; set c to 'x;y'"),
+            vec![Set("a".into(), "1".into()), Set("c".into(), "'x;y'".into())]
+        );
+    }
+
+    #[test]
+    fn detects_pinning_statements() {
+        assert!(analyze("LISTEN chan").pins);
+        assert!(analyze("create temp table t(x int)").pins);
+        assert!(analyze("CREATE TEMPORARY TABLE t(x int)").pins);
+        assert!(analyze("PREPARE p AS SELECT 1").pins);
+        assert!(analyze("DECLARE c CURSOR WITH HOLD FOR SELECT 1").pins);
+        assert!(analyze("SELECT pg_advisory_lock(1)").pins);
+        assert!(!analyze("SELECT pg_advisory_xact_lock(1)").pins);
+        assert!(!analyze("DECLARE c CURSOR FOR SELECT 1").pins);
+        assert!(!analyze("CREATE TABLE t(x int)").pins);
+        assert!(analyze("DISCARD ALL").drops_prepared);
+    }
+
+    #[test]
+    fn sync_sql_diffs() {
+        let mut a = ParamSet::default();
+        let mut b = ParamSet::default();
+        assert_eq!(a.sync_sql(&b), None);
+        a.set("application_name", "'psql'");
+        b.set("work_mem", "'1MB'");
+        assert_eq!(
+            a.sync_sql(&b).unwrap(),
+            "RESET work_mem;SET application_name TO 'psql';"
+        );
+        b.reset("work_mem");
+        b.set("Application_Name", "'psql'");
+        assert!(a.same_as(&b));
+    }
+
+    #[test]
+    fn lexer_survives_garbage() {
+        for s in [
+            "'", "\"", "$$", "$a$ x", "/* /* */", "E'\\", "$1", "é;ü", "--",
+        ] {
+            let _ = analyze(s);
+        }
+    }
+}

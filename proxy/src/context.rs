@@ -1,0 +1,61 @@
+//! The shared state of one running proxy, passed to every task as `Arc<ProxyContext>`.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use config::{Config, PoolMode};
+use shard_router::Router;
+
+use crate::auth::AuthDb;
+use crate::backend::ShardPool;
+use crate::cancel::CancelRegistry;
+use crate::client::statements::StatementRegistry;
+
+/// Everything sessions share. No globals: two proxies can run in one process.
+pub struct ProxyContext {
+    /// The config the proxy runs with (swapped on reload).
+    pub config: ArcSwap<Config>,
+    /// The routing state (swapped on reload).
+    pub router: ArcSwap<Router>,
+    /// One pool per shard, in config order.
+    pub pools: Vec<ShardPool>,
+    /// Client credentials.
+    pub auth: AuthDb,
+    /// Client cancel keys -> running backends.
+    pub cancels: Arc<CancelRegistry>,
+    /// Prepared statement definitions shared across clients.
+    pub statements: StatementRegistry,
+    /// ParameterStatus values reported to clients at login (from the default shard).
+    pub server_params: tokio::sync::OnceCell<Vec<(String, String)>>,
+    /// Session id counter (for logs).
+    pub next_session_id: AtomicU64,
+    /// Pooling mode.
+    pub pool_mode: PoolMode,
+    /// Largest client message accepted.
+    pub max_message_bytes: usize,
+}
+
+impl ProxyContext {
+    /// Builds the context (pools connect lazily).
+    pub fn new(config: Config) -> ProxyContext {
+        let pools = config
+            .shards
+            .iter()
+            .enumerate()
+            .map(|(i, s)| ShardPool::new(s, i, &config.pool))
+            .collect();
+        ProxyContext {
+            router: ArcSwap::from_pointee(Router::new(&config)),
+            pools,
+            auth: AuthDb::new(&config.auth),
+            cancels: Arc::new(CancelRegistry::default()),
+            statements: StatementRegistry::default(),
+            server_params: tokio::sync::OnceCell::new(),
+            next_session_id: AtomicU64::new(1),
+            pool_mode: config.pool.mode,
+            max_message_bytes: config.proxy.max_message_bytes,
+            config: ArcSwap::from_pointee(config),
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! The `shardproxy` command line: run the proxy, run the demo, validate a config.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(name = "shardproxy", version, about = "A PostgreSQL sharding proxy")]
+struct Cli {
+    /// Config file (for `run`, also when no subcommand is given).
+    #[arg(short = 'c', long = "config", env = "SHARDPROXY_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// Log level filter (overridden by RUST_LOG).
+    #[arg(long, default_value = "info", global = true)]
+    log_level: String,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy with a config file (the default command).
+    Run,
+    /// Start local PostgreSQL servers, sample sharded data and the proxy: zero setup.
+    Demo {
+        /// Number of local PostgreSQL servers (shards).
+        #[arg(long, default_value_t = 3)]
+        shards: usize,
+        /// Directory for the servers' data and the generated config.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Validate a config file and print a summary (exit 1 with every error otherwise).
+    CheckConfig {
+        /// The config file.
+        file: PathBuf,
+    },
+}
+
+fn init_logging(level: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log_level, cli.log_format);
+    match cli.command.unwrap_or(Command::Run) {
+        Command::CheckConfig { file } => check_config(&file),
+        Command::Run => {
+            let path = cli
+                .config
+                .unwrap_or_else(|| PathBuf::from("config/shardproxy.toml"));
+            block_on(run(path))
+        }
+        Command::Demo { shards, dir } => {
+            block_on(proxy::demo::run(proxy::demo::DemoOptions { shards, dir }))
+        }
+    }
+}
+
+fn check_config(file: &std::path::Path) -> ExitCode {
+    match config::Config::load(file) {
+        Ok(cfg) => {
+            println!("{}: OK\n{}", file.display(), cfg.summary());
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn block_on(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: could not start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(fut) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(path: PathBuf) -> anyhow::Result<()> {
+    let cfg = config::Config::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut proxy = proxy::start(cfg, Some(path)).await?;
+    let trigger = proxy.shutdown_trigger();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown requested");
+        let _ = trigger.send(true);
+    });
+    proxy.wait().await;
+    tracing::info!("shardproxy stopped");
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn wait_for_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
