@@ -47,7 +47,11 @@ impl ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.has_position() {
-            write!(f, "{}:{}:{}: {}", self.file, self.line, self.col, self.message)
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.file, self.line, self.col, self.message
+            )
         } else {
             write!(f, "{}: {}", self.file, self.message)
         }
@@ -137,7 +141,11 @@ impl<'t> Reporter<'t> {
         }
         let line = self.line_starts.partition_point(|&s| s <= offset).max(1);
         let start = self.line_starts.get(line - 1).copied().unwrap_or(0);
-        let col = self.text.get(start..offset).map_or(0, |s| s.chars().count()) + 1;
+        let col = self
+            .text
+            .get(start..offset)
+            .map_or(0, |s| s.chars().count())
+            + 1;
         (line, col)
     }
 
@@ -177,7 +185,10 @@ mod tests {
         assert_eq!(e.to_string(), "a.toml:3:7: bad");
         let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file");
         let e = ConfigError::io(Path::new("/x/a.toml"), &io);
-        assert_eq!(e.to_string(), "/x/a.toml: cannot read config file: No such file");
+        assert_eq!(
+            e.to_string(),
+            "/x/a.toml: cannot read config file: No such file"
+        );
         assert!(!e.has_position());
     }
 
@@ -188,7 +199,10 @@ mod tests {
             ConfigError::new("f", 2, 5, "two"),
         ]);
         assert_eq!(errs.to_string(), "f:1:1: one\nf:2:5: two");
-        assert_eq!(ConfigErrors::single(ConfigError::new("f", 1, 2, "x")).len(), 1);
+        assert_eq!(
+            ConfigErrors::single(ConfigError::new("f", 1, 2, "x")).len(),
+            1
+        );
     }
 
     #[test]

@@ -72,7 +72,11 @@ pub(crate) fn parse_uuid(text: &str) -> Option<[u8; 16]> {
         prev_hyphen = false;
         let nibble = u8::try_from(c.to_digit(16)?).ok()?;
         let byte = out.get_mut(digits / 2)?;
-        *byte = if digits % 2 == 0 { nibble << 4 } else { *byte | nibble };
+        *byte = if digits % 2 == 0 {
+            nibble << 4
+        } else {
+            *byte | nibble
+        };
         digits += 1;
     }
     (digits == 32 && !prev_hyphen).then_some(out)
@@ -182,7 +186,10 @@ mod tests {
 
     #[test]
     fn bigint_and_text() {
-        assert_eq!(KeyValue::parse(KeyType::Bigint, "-42"), Ok(KeyValue::Int(-42)));
+        assert_eq!(
+            KeyValue::parse(KeyType::Bigint, "-42"),
+            Ok(KeyValue::Int(-42))
+        );
         assert!(KeyValue::parse(KeyType::Bigint, "9223372036854775808").is_err());
         assert!(KeyValue::parse(KeyType::Bigint, "x").is_err());
         assert_eq!(

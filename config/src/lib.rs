@@ -13,6 +13,7 @@ mod error;
 mod key;
 mod maps;
 mod raw;
+mod shape;
 mod tables;
 mod url;
 mod validate;
@@ -33,7 +34,8 @@ pub struct Config {
     pub shards: Vec<ShardConfig>,
     /// `[maps.NAME]`, by name.
     pub maps: BTreeMap<String, MapConfig>,
-    /// `[tables]`, keyed by the lower-cased unqualified table name.
+    /// `[tables]`, keyed by the unqualified table name folded as PostgreSQL does (lower case
+    /// unless written in double quotes; any schema qualifier dropped).
     pub tables: BTreeMap<String, TableConfig>,
 }
 
@@ -188,7 +190,10 @@ pub enum Placement {
     /// Sorted, non-overlapping ranges.
     Range { ranges: Vec<RangeAssign> },
     /// Value lists and an optional default shard.
-    List { values: Vec<(KeyValue, usize)>, default: Option<usize> },
+    List {
+        values: Vec<(KeyValue, usize)>,
+        default: Option<usize>,
+    },
 }
 
 /// One range: `[from, to)`, `None` meaning unbounded.
@@ -214,9 +219,8 @@ pub enum TableConfig {
 impl Config {
     /// Reads and validates a config file; errors carry file:line:col.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigErrors::single(ConfigError::io(path, &e))
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigErrors::single(ConfigError::io(path, &e)))?;
         Config::parse(&text, &path.display().to_string()).map(Config::with_env_overrides)
     }
 
@@ -284,7 +288,8 @@ mod tests {
     fn env_override_replaces_admin_token() {
         let text = format!("[proxy]\nadmin_token = \"from-file\"\n{MINIMAL}");
         let config = Config::parse(&text, "f.toml").unwrap();
-        let env = |v: &'static str| move |k: &str| (k == "SHARDPROXY_ADMIN_TOKEN").then(|| v.to_owned());
+        let env =
+            |v: &'static str| move |k: &str| (k == "SHARDPROXY_ADMIN_TOKEN").then(|| v.to_owned());
         let overridden = config.clone().with_overrides_from(env("from-env"));
         assert_eq!(overridden.proxy.admin_token.as_deref(), Some("from-env"));
         let kept = config.clone().with_overrides_from(env(""));
@@ -315,6 +320,9 @@ mod tests {
     fn load_reports_io_errors_without_position() {
         let err = Config::load(Path::new("/nonexistent/shardproxy.toml")).unwrap_err();
         let text = err.to_string();
-        assert!(text.starts_with("/nonexistent/shardproxy.toml: cannot read config file"), "{text}");
+        assert!(
+            text.starts_with("/nonexistent/shardproxy.toml: cannot read config file"),
+            "{text}"
+        );
     }
 }

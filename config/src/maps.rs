@@ -105,11 +105,31 @@ fn validate_map(
 /// Reports keys that belong to another strategy; `false` if there were any.
 fn check_strategy_keys(map: &RawMap, strategy: Strategy, rep: &mut Reporter<'_>) -> bool {
     let present: [(&str, Option<Range<usize>>, Strategy); 5] = [
-        ("buckets", map.buckets.as_ref().map(Spanned::span), Strategy::Hash),
-        ("assign", map.assign.as_ref().map(Spanned::span), Strategy::Hash),
-        ("ranges", map.ranges.as_ref().map(Spanned::span), Strategy::Range),
-        ("lists", map.lists.as_ref().map(Spanned::span), Strategy::List),
-        ("default", map.default.as_ref().map(Spanned::span), Strategy::List),
+        (
+            "buckets",
+            map.buckets.as_ref().map(Spanned::span),
+            Strategy::Hash,
+        ),
+        (
+            "assign",
+            map.assign.as_ref().map(Spanned::span),
+            Strategy::Hash,
+        ),
+        (
+            "ranges",
+            map.ranges.as_ref().map(Spanned::span),
+            Strategy::Range,
+        ),
+        (
+            "lists",
+            map.lists.as_ref().map(Spanned::span),
+            Strategy::List,
+        ),
+        (
+            "default",
+            map.default.as_ref().map(Spanned::span),
+            Strategy::List,
+        ),
     ];
     let mut ok = true;
     for (key, span, owner) in present {
@@ -134,7 +154,10 @@ fn hash_placement(
     let Some(buckets) = map.buckets.as_ref() else {
         rep.error(
             &name.span(),
-            format!("hash map {:?} needs `buckets` (for example 1024)", name.get_ref()),
+            format!(
+                "hash map {:?} needs `buckets` (for example 1024)",
+                name.get_ref()
+            ),
         );
         return None;
     };
@@ -152,10 +175,12 @@ fn hash_placement(
             bucket_to_shard: default_split(count, shards.names.len()),
         });
     };
-    // Owner of each bucket and where it was assigned, to name the first place on a repeat.
-    let mut owner: Vec<Option<(usize, Range<usize>)>> = vec![None; count];
+    // Per bucket, the index of the `assign` entry that took it (not the span itself: with up
+    // to a million buckets this table should stay small).
+    let mut owner: Vec<Option<usize>> = vec![None; count];
+    let entries = assign.get_ref();
     let mut ok = true;
-    for entry in assign.get_ref() {
+    for (i, entry) in entries.iter().enumerate() {
         let entry_span = entry.get_ref().buckets.span();
         let shard = shards.resolve(&entry.get_ref().shard, rep);
         let Some((first, last)) = bucket_run(entry.get_ref().buckets.get_ref(), count) else {
@@ -170,28 +195,31 @@ fn hash_placement(
             ok = false;
             continue;
         };
-        let Some(shard) = shard else {
-            ok = false;
-            continue;
-        };
+        ok &= shard.is_some();
         let mut repeated = Vec::new();
-        let mut first_place: Option<Range<usize>> = None;
-        for (b, slot) in owner.iter_mut().enumerate().skip(first).take(last + 1 - first) {
+        let mut first_owner = None;
+        for (b, slot) in owner
+            .iter_mut()
+            .enumerate()
+            .skip(first)
+            .take(last + 1 - first)
+        {
             match slot {
-                Some((_, place)) => {
+                Some(other) => {
                     repeated.push(b);
-                    first_place.get_or_insert_with(|| place.clone());
+                    first_owner.get_or_insert(*other);
                 }
-                None => *slot = Some((shard, entry_span.clone())),
+                None => *slot = Some(i),
             }
         }
-        if let Some(place) = first_place {
+        if let Some(other) = first_owner.and_then(|o| entries.get(o)) {
             rep.error(
                 &entry_span,
                 format!(
-                    "{} assigned twice (already assigned at {})",
+                    "{} {} assigned twice (already assigned at {})",
                     describe_buckets(&repeated),
-                    rep.place(&place)
+                    is_are(&repeated),
+                    rep.place(&other.get_ref().buckets.span())
                 ),
             );
             ok = false;
@@ -206,16 +234,26 @@ fn hash_placement(
         rep.error(
             &assign.span(),
             format!(
-                "{} of map {:?} not assigned to any shard (buckets 0-{} must all be assigned)",
+                "{} of map {:?} {} not assigned to any shard (buckets 0-{} must all be assigned)",
                 describe_buckets(&missing),
                 name.get_ref(),
+                is_are(&missing),
                 count - 1
             ),
         );
         ok = false;
     }
-    let table: Option<Vec<usize>> = owner.into_iter().map(|o| o.map(|(s, _)| s)).collect();
-    table.filter(|_| ok).map(|bucket_to_shard| Placement::Hash { bucket_to_shard })
+    if !ok {
+        return None;
+    }
+    let table: Option<Vec<usize>> = owner
+        .into_iter()
+        .map(|o| {
+            let entry = entries.get(o?)?;
+            shards.index.get(entry.get_ref().shard.get_ref()).copied()
+        })
+        .collect();
+    table.map(|bucket_to_shard| Placement::Hash { bucket_to_shard })
 }
 
 /// Contiguous runs in shard order; the first `buckets % shards` shards get one bucket more.
@@ -250,6 +288,10 @@ fn bucket_run(spec: &RawScalar, count: usize) -> Option<(usize, usize)> {
     (first <= last && last < count).then_some((first, last))
 }
 
+/// Bucket runs listed in one message; a file assigning every other bucket must not produce a
+/// megabyte-long line.
+const MAX_RUNS_SHOWN: usize = 8;
+
 /// "bucket 5" or "buckets 0-3, 7, 9-10".
 fn describe_buckets(buckets: &[usize]) -> String {
     let mut runs: Vec<(usize, usize)> = Vec::new();
@@ -259,8 +301,16 @@ fn describe_buckets(buckets: &[usize]) -> String {
             _ => runs.push((b, b)),
         }
     }
-    let mut out = String::from(if buckets.len() == 1 { "bucket " } else { "buckets " });
+    let mut out = String::from(if buckets.len() == 1 {
+        "bucket "
+    } else {
+        "buckets "
+    });
     for (i, (a, b)) in runs.iter().enumerate() {
+        if i == MAX_RUNS_SHOWN {
+            let _ = write!(out, " and {} more runs", runs.len() - i);
+            break;
+        }
         if i > 0 {
             out.push_str(", ");
         }
@@ -270,12 +320,16 @@ fn describe_buckets(buckets: &[usize]) -> String {
             let _ = write!(out, "{a}-{b}");
         }
     }
-    if buckets.len() == 1 {
-        out.push_str(" is");
-    } else {
-        out.push_str(" are");
-    }
     out
+}
+
+/// "is" for one bucket, "are" for several.
+fn is_are(buckets: &[usize]) -> &'static str {
+    if buckets.len() == 1 {
+        "is"
+    } else {
+        "are"
+    }
 }
 
 /// How a raw scalar was written, for messages.
@@ -323,7 +377,10 @@ fn range_placement(
         let span = map.ranges.as_ref().map_or(name.span(), Spanned::span);
         rep.error(
             &span,
-            format!("range map {:?} needs at least one entry in `ranges`", name.get_ref()),
+            format!(
+                "range map {:?} needs at least one entry in `ranges`",
+                name.get_ref()
+            ),
         );
         return None;
     };
@@ -331,8 +388,14 @@ fn range_placement(
     let mut ranges: Vec<(RangeAssign, Range<usize>)> = Vec::new();
     for r in raw_ranges.get_ref() {
         let raw = r.get_ref();
-        let from = raw.from.as_ref().map(|v| key_value(v, key_type, "range bound `from`", rep));
-        let to = raw.to.as_ref().map(|v| key_value(v, key_type, "range bound `to`", rep));
+        let from = raw
+            .from
+            .as_ref()
+            .map(|v| key_value(v, key_type, "range bound `from`", rep));
+        let to = raw
+            .to
+            .as_ref()
+            .map(|v| key_value(v, key_type, "range bound `to`", rep));
         let shard = shards.resolve(&raw.shard, rep);
         let (Some(from), Some(to), Some(shard)) = (flip(from), flip(to), shard) else {
             ok = false;
@@ -446,7 +509,10 @@ fn list_placement(
     if lists.get_ref().is_empty() && map.default.is_none() {
         rep.error(
             &lists.span(),
-            format!("list map {:?} needs at least one list or a `default`", name.get_ref()),
+            format!(
+                "list map {:?} needs at least one list or a `default`",
+                name.get_ref()
+            ),
         );
         return None;
     }
@@ -467,7 +533,11 @@ fn list_placement(
             let Some(shard) = shard else { continue };
             if let Some((other, place)) = seen.get(&key) {
                 let message = if *other == shard {
-                    format!("value {} is listed twice (first at {})", show_key(&key), rep.place(place))
+                    format!(
+                        "value {} is listed twice (first at {})",
+                        show_key(&key),
+                        rep.place(place)
+                    )
                 } else {
                     format!(
                         "value {} is on two shards: {} (at {}) and {}",
@@ -529,7 +599,10 @@ mod tests {
 
     #[test]
     fn bucket_descriptions() {
-        assert_eq!(describe_buckets(&[5]), "bucket 5 is");
-        assert_eq!(describe_buckets(&[0, 1, 2, 3, 7, 9, 10]), "buckets 0-3, 7, 9-10 are");
+        assert_eq!(describe_buckets(&[5]), "bucket 5");
+        assert_eq!(
+            describe_buckets(&[0, 1, 2, 3, 7, 9, 10]),
+            "buckets 0-3, 7, 9-10"
+        );
     }
 }

@@ -108,7 +108,10 @@ pub(crate) struct RawPool {
 
 /// One `[[shards]]` entry.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a [[shards]] table with name and url")]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a [[shards]] table with name and url"
+)]
 pub(crate) struct RawShard {
     /// Unique shard name.
     pub name: Spanned<String>,

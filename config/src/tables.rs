@@ -4,14 +4,14 @@
 //! their case (`'"MixedCase"' = {...}` in TOML), and a schema qualifier is dropped, so
 //! `public.users`, `Users` and `users` are all the same table.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Range;
 
 use toml::Spanned;
 
 use crate::error::Reporter;
 use crate::raw::RawTable;
-use crate::{MapConfig, TableConfig};
+use crate::TableConfig;
 
 /// PostgreSQL silently truncates longer identifiers (NAMEDATALEN - 1), so they would never match.
 const MAX_IDENT_BYTES: usize = 63;
@@ -20,7 +20,7 @@ const MAX_IDENT_BYTES: usize = 63;
 /// map names are not checked (that would only repeat the maps' own errors).
 pub(crate) fn validate_tables(
     raw: &[(Spanned<String>, RawTable)],
-    maps: Option<&BTreeMap<String, MapConfig>>,
+    maps: Option<&BTreeSet<&str>>,
     rep: &mut Reporter<'_>,
 ) -> BTreeMap<String, TableConfig> {
     let mut tables = BTreeMap::new();
@@ -32,7 +32,10 @@ pub(crate) fn validate_tables(
         let folded = match table_name(name.get_ref()) {
             Ok(n) => Some(n),
             Err(e) => {
-                rep.error(&name.span(), format!("invalid table name {:?}: {e}", name.get_ref()));
+                rep.error(
+                    &name.span(),
+                    format!("invalid table name {:?}: {e}", name.get_ref()),
+                );
                 None
             }
         };
@@ -62,7 +65,7 @@ pub(crate) fn validate_tables(
 fn table_entry(
     name: &Spanned<String>,
     entry: &RawTable,
-    maps: Option<&BTreeMap<String, MapConfig>>,
+    maps: Option<&BTreeSet<&str>>,
     rep: &mut Reporter<'_>,
 ) -> Option<TableConfig> {
     let table = name.get_ref();
@@ -96,19 +99,26 @@ fn table_entry(
             None
         }
         (None, Some(_), None) => {
-            rep.error(&name.span(), format!("table {table:?} has a `key` but no `map`"));
+            rep.error(
+                &name.span(),
+                format!("table {table:?} has a `key` but no `map`"),
+            );
             None
         }
         (Some(map), key, None) => {
             let map_ok = match maps {
-                Some(maps) if !maps.contains_key(map.get_ref()) => {
-                    let known: Vec<&str> = maps.keys().map(String::as_str).collect();
+                Some(maps) if !maps.contains(map.get_ref().as_str()) => {
+                    let known: Vec<&str> = maps.iter().copied().collect();
                     rep.error(
                         &map.span(),
                         format!(
                             "unknown map {:?} (maps are: {})",
                             map.get_ref(),
-                            if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                            if known.is_empty() {
+                                "none".to_owned()
+                            } else {
+                                known.join(", ")
+                            }
                         ),
                     );
                     false
@@ -125,11 +135,17 @@ fn table_entry(
             let column = match sql_name_parts(key.get_ref()) {
                 Ok(parts) if parts.len() == 1 => parts.into_iter().next(),
                 Ok(_) => {
-                    rep.error(&key.span(), "the key is a column name, without a table or schema");
+                    rep.error(
+                        &key.span(),
+                        "the key is a column name, without a table or schema",
+                    );
                     None
                 }
                 Err(e) => {
-                    rep.error(&key.span(), format!("invalid key column {:?}: {e}", key.get_ref()));
+                    rep.error(
+                        &key.span(),
+                        format!("invalid key column {:?}: {e}", key.get_ref()),
+                    );
                     None
                 }
             };
@@ -148,7 +164,10 @@ pub(crate) fn table_name(written: &str) -> Result<String, String> {
     if parts.len() > 2 {
         return Err("expected table or schema.table".to_owned());
     }
-    parts.into_iter().last().ok_or_else(|| "empty name".to_owned())
+    parts
+        .into_iter()
+        .last()
+        .ok_or_else(|| "empty name".to_owned())
 }
 
 /// Splits a dotted SQL name, folding unquoted parts to lower case as PostgreSQL does.

@@ -62,7 +62,11 @@ impl ShardUrl {
             return Err("the database name in a shard URL cannot contain '/'".to_owned());
         }
         let dbname = decode(path, "database name")?;
-        let dbname = if dbname.is_empty() { user.clone() } else { dbname };
+        let dbname = if dbname.is_empty() {
+            user.clone()
+        } else {
+            dbname
+        };
         Ok(ShardUrl {
             host,
             port,
@@ -260,7 +264,10 @@ mod tests {
         let u = url("postgres://u:a:b@c@h/d");
         assert_eq!(u.password.as_deref(), Some("a:b@c"));
         assert_eq!(url("postgres://u@%2Ftmp%2Fpg/d").host, "/tmp/pg");
-        assert_eq!(url("postgres://u:%C3%A9@h/d").password.as_deref(), Some("é"));
+        assert_eq!(
+            url("postgres://u:%C3%A9@h/d").password.as_deref(),
+            Some("é")
+        );
     }
 
     #[test]
@@ -274,7 +281,10 @@ mod tests {
     #[test]
     fn query_string_is_accepted_but_tls_is_refused() {
         assert_eq!(url("postgres://u@h/d?sslmode=disable").dbname, "d");
-        assert_eq!(url("postgres://u@h/d?application_name=x&sslmode=prefer").dbname, "d");
+        assert_eq!(
+            url("postgres://u@h/d?application_name=x&sslmode=prefer").dbname,
+            "d"
+        );
         let err = ShardUrl::parse("postgres://u@h/d?sslmode=require").unwrap_err();
         assert!(err.contains("sslmode=require is not supported"), "{err}");
         let err = ShardUrl::parse("postgres://u@h/d?sslmode=verify-full").unwrap_err();

@@ -5,19 +5,18 @@
 //! meaning (names, URLs, buckets, ranges, lists, tables). A later stage that depends on an
 //! earlier part that failed is skipped, so one mistake does not cause a cascade of false errors.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
-use toml::de::{DeTable, DeValue, ValueDeserializer};
+use toml::de::DeTable;
 use toml::Spanned;
 
 use crate::error::Reporter;
 use crate::maps::Shards;
-use crate::raw::{self, RawAuth, RawConfig, RawMap, RawPool, RawProxy, RawShard, RawTable};
+use crate::raw::{self, RawAuth, RawPool, RawProxy, RawShard};
 use crate::{
     AuthConfig, AuthMethod, Config, ConfigErrors, Placement, PoolConfig, PoolMode, ProxyConfig,
     ShardConfig, ShardUrl, TableConfig, UserConfig,
@@ -41,13 +40,17 @@ pub(crate) fn validate(text: &str, file_name: &str) -> Result<Config, ConfigErro
         }
         return Err(rep.finish());
     }
-    let (raw, shape) = read_sections(doc.into_inner(), &mut rep);
+    let (raw, shape) = crate::shape::read_sections(doc.into_inner(), &mut rep);
 
     let proxy = proxy_config(&raw.proxy, &mut rep);
     let auth = auth_config(raw.auth.as_ref(), &mut rep);
     let pool = pool_config(&raw.pool, &mut rep);
     let shards = shard_configs(&raw.shards, &mut rep);
-    let shard_names: Vec<String> = raw.shards.iter().map(|s| s.get_ref().name.get_ref().clone()).collect();
+    let shard_names: Vec<String> = raw
+        .shards
+        .iter()
+        .map(|s| s.get_ref().name.get_ref().clone())
+        .collect();
     let mut shard_index: HashMap<String, usize> = HashMap::new();
     for (i, name) in shard_names.iter().enumerate() {
         shard_index.entry(name.clone()).or_insert(i);
@@ -62,7 +65,10 @@ pub(crate) fn validate(text: &str, file_name: &str) -> Result<Config, ConfigErro
     } else {
         BTreeMap::new()
     };
-    let known_maps = (shape.shards_ok && shape.maps_ok).then_some(&maps);
+    // Names of all maps that parsed, valid or not: a map with an error of its own is still
+    // a map a table may name.
+    let map_names: BTreeSet<&str> = raw.maps.iter().map(|(n, _)| n.get_ref().as_str()).collect();
+    let known_maps = shape.maps_ok.then_some(&map_names);
     let tables = crate::tables::validate_tables(&raw.tables, known_maps, &mut rep);
 
     if rep.has_errors() {
@@ -76,168 +82,6 @@ pub(crate) fn validate(text: &str, file_name: &str) -> Result<Config, ConfigErro
         maps,
         tables,
     })
-}
-
-/// Which sections parsed completely (later stages depend on them).
-struct Shape {
-    shards_ok: bool,
-    maps_ok: bool,
-}
-
-/// Deserializes each section, array element and map entry separately, reporting each failure.
-fn read_sections(doc: DeTable<'_>, rep: &mut Reporter<'_>) -> (RawConfig, Shape) {
-    let mut raw = RawConfig::default();
-    let mut shape = Shape {
-        shards_ok: true,
-        maps_ok: true,
-    };
-    let mut shards_key = None;
-    for (key, value) in doc {
-        let key_span = key.span();
-        match key.get_ref().as_ref() {
-            "proxy" => raw.proxy = de::<RawProxy>(value, rep).unwrap_or_default(),
-            "auth" => {
-                raw.auth = de::<RawAuth>(value, rep).map(|a| Spanned::new(key_span.clone(), a));
-            }
-            "pool" => raw.pool = de::<RawPool>(value, rep).unwrap_or_default(),
-            "shards" => {
-                shards_key = Some(key_span.clone());
-                let DeValue::Array(items) = value.into_inner() else {
-                    rep.error(&key_span, "`shards` must be an array of tables: write [[shards]]");
-                    shape.shards_ok = false;
-                    continue;
-                };
-                for item in items {
-                    match de::<Spanned<RawShard>>(item, rep) {
-                        Some(s) => raw.shards.push(s),
-                        None => shape.shards_ok = false,
-                    }
-                }
-            }
-            "maps" => shape.maps_ok = read_maps(value, &key_span, &mut raw.maps, rep),
-            "tables" => read_tables(value, &key_span, &mut raw.tables, rep),
-            other => rep.error(
-                &key_span,
-                format!(
-                    "unknown section `{other}`: expected one of proxy, auth, pool, shards, maps, tables"
-                ),
-            ),
-        }
-    }
-    if raw.shards.is_empty() && shape.shards_ok {
-        rep.error(
-            &shards_key.unwrap_or(0..0),
-            "no shards: add at least one [[shards]] entry with a name and url",
-        );
-        shape.shards_ok = false;
-    }
-    (raw, shape)
-}
-
-/// Reads `[maps.NAME]` entries; `false` if any did not parse.
-fn read_maps(
-    value: Spanned<DeValue<'_>>,
-    key_span: &Range<usize>,
-    out: &mut Vec<(Spanned<String>, RawMap)>,
-    rep: &mut Reporter<'_>,
-) -> bool {
-    let DeValue::Table(entries) = value.into_inner() else {
-        rep.error(key_span, "`maps` must be a table of maps: write [maps.NAME]");
-        return false;
-    };
-    let mut ok = true;
-    for (name, map) in entries {
-        let name = Spanned::new(name.span(), name.into_inner().into_owned());
-        match de::<RawMap>(map, rep) {
-            Some(m) => out.push((name, m)),
-            None => ok = false,
-        }
-    }
-    ok
-}
-
-/// Reads `[tables]` entries, unfolding dotted keys (`public.users = {...}`) into qualified
-/// names.
-fn read_tables(
-    value: Spanned<DeValue<'_>>,
-    key_span: &Range<usize>,
-    out: &mut Vec<(Spanned<String>, RawTable)>,
-    rep: &mut Reporter<'_>,
-) {
-    let DeValue::Table(entries) = value.into_inner() else {
-        rep.error(key_span, "`tables` must be a table: write [tables]");
-        return;
-    };
-    for (name, entry) in entries {
-        if is_schema_group(entry.get_ref()) {
-            if let DeValue::Table(inner) = entry.into_inner() {
-                // A bare dotted key `public.users` is a nested TOML table: schema, then table.
-                for (table, inner_entry) in inner {
-                    let qualified = format!("{}.{}", name.get_ref(), table.get_ref());
-                    if let Some(t) = de::<RawTable>(inner_entry, rep) {
-                        out.push((Spanned::new(table.span(), qualified), t));
-                    }
-                }
-            }
-            continue;
-        }
-        let name = Spanned::new(name.span(), name.into_inner().into_owned());
-        if let Some(t) = de::<RawTable>(entry, rep) {
-            out.push((name, t));
-        }
-    }
-}
-
-/// A `[tables]` value that is a group of tables (`public.users`) rather than a table entry.
-fn is_schema_group(value: &DeValue<'_>) -> bool {
-    let DeValue::Table(t) = value else {
-        return false;
-    };
-    !t.is_empty()
-        && t.iter().all(|(k, v)| {
-            !matches!(k.get_ref().as_ref(), "map" | "key" | "reference") && v.get_ref().is_table()
-        })
-}
-
-/// Deserializes one value, reporting every failure at toml's span (or the value's own).
-///
-/// serde stops at the first bad key of a table, so after each failure the offending key is
-/// dropped and the table is tried again: a table with three bad keys yields three errors. The
-/// result is `None` if anything failed.
-fn de<'i, T: Deserialize<'i>>(value: Spanned<DeValue<'i>>, rep: &mut Reporter<'_>) -> Option<T> {
-    let whole = value.span();
-    let mut value = value;
-    let mut dropped: Vec<String> = Vec::new();
-    loop {
-        let err = match T::deserialize(ValueDeserializer::from(value.clone())) {
-            Ok(v) => return dropped.is_empty().then_some(v),
-            Err(e) => e,
-        };
-        let message = err.message().trim();
-        // A key we dropped is now "missing": that is not a new problem, and nothing is left
-        // to learn from this table.
-        if dropped.iter().any(|k| message == format!("missing field `{k}`")) {
-            return None;
-        }
-        let span = err.span().unwrap_or_else(|| whole.clone());
-        // serde speaks of fields; a TOML file has keys.
-        let message = message
-            .replace("unknown field", "unknown key")
-            .replace("missing field", "missing key");
-        rep.error(&span, message);
-        let DeValue::Table(table) = value.get_mut() else {
-            return None;
-        };
-        let culprit = table
-            .iter()
-            .find(|(k, v)| k.span().contains(&span.start) || v.span().contains(&span.start))
-            .map(|(k, _)| k.get_ref().to_string());
-        let Some(key) = culprit else {
-            return None;
-        };
-        table.remove(key.as_str());
-        dropped.push(key);
-    }
 }
 
 /// An integer setting with its default and allowed range.
@@ -256,14 +100,21 @@ fn int_setting(
         let max = allowed.end - 1;
         rep.error(
             &v.span(),
-            format!("{what} must be between {} and {max}, not {n}", allowed.start),
+            format!(
+                "{what} must be between {} and {max}, not {n}",
+                allowed.start
+            ),
         );
     }
     u64::try_from(n).unwrap_or(0)
 }
 
 /// A non-empty string setting; `None` if absent, reported if empty.
-fn text_setting(value: Option<&Spanned<String>>, what: &str, rep: &mut Reporter<'_>) -> Option<String> {
+fn text_setting(
+    value: Option<&Spanned<String>>,
+    what: &str,
+    rep: &mut Reporter<'_>,
+) -> Option<String> {
     let v = value?;
     if v.get_ref().trim().is_empty() {
         rep.error(&v.span(), format!("{what} must not be empty"));
@@ -299,13 +150,12 @@ pub(crate) fn check_name(name: &Spanned<String>, what: &str, rep: &mut Reporter<
     let s = name.get_ref();
     let ok = !s.is_empty()
         && s.len() <= MAX_NAME_LEN
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     if !ok {
         rep.error(
             &name.span(),
-            format!(
-                "{what} {s:?} must be 1 to {MAX_NAME_LEN} letters, digits, '_' or '-'"
-            ),
+            format!("{what} {s:?} must be 1 to {MAX_NAME_LEN} letters, digits, '_' or '-'"),
         );
     }
     ok
@@ -321,7 +171,11 @@ fn proxy_config(p: &RawProxy, rep: &mut Reporter<'_>) -> ProxyConfig {
         rep,
     );
     if listen == admin_listen && listen.port() != 0 {
-        let span = p.admin_listen.as_ref().or(p.listen.as_ref()).map_or(0..0, |s| s.span());
+        let span = p
+            .admin_listen
+            .as_ref()
+            .or(p.listen.as_ref())
+            .map_or(0..0, |s| s.span());
         rep.error(&span, format!("admin_listen and listen are both {listen}"));
     }
     let admin_token = text_setting(p.admin_token.as_ref(), "admin_token", rep);
@@ -388,7 +242,11 @@ fn auth_config(auth: Option<&Spanned<RawAuth>>, rep: &mut Reporter<'_>) -> AuthC
         } else if let Some(first) = seen.get(name.get_ref().as_str()) {
             rep.error(
                 &name.span(),
-                format!("user {:?} is listed twice (first at {})", name.get_ref(), rep.place(first)),
+                format!(
+                    "user {:?} is listed twice (first at {})",
+                    name.get_ref(),
+                    rep.place(first)
+                ),
             );
         } else {
             seen.insert(name.get_ref(), name.span());
@@ -397,13 +255,19 @@ fn auth_config(auth: Option<&Spanned<RawAuth>>, rep: &mut Reporter<'_>) -> AuthC
             (Some(p), _) if !p.get_ref().is_empty() => p.get_ref().clone(),
             (_, AuthMethod::Trust) => String::new(),
             (Some(p), _) => {
-                rep.error(&p.span(), format!("password of user {:?} is empty", name.get_ref()));
+                rep.error(
+                    &p.span(),
+                    format!("password of user {:?} is empty", name.get_ref()),
+                );
                 String::new()
             }
             (None, _) => {
                 rep.error(
                     &user.span(),
-                    format!("user {:?} needs a password (method {method})", name.get_ref()),
+                    format!(
+                        "user {:?} needs a password (method {method})",
+                        name.get_ref()
+                    ),
                 );
                 String::new()
             }
@@ -414,7 +278,11 @@ fn auth_config(auth: Option<&Spanned<RawAuth>>, rep: &mut Reporter<'_>) -> AuthC
         });
     }
     if users.is_empty() && method != AuthMethod::Trust {
-        let span = auth.get_ref().method.as_ref().map_or(auth.span(), |m| m.span());
+        let span = auth
+            .get_ref()
+            .method
+            .as_ref()
+            .map_or(auth.span(), |m| m.span());
         rep.error(
             &span,
             format!("[auth] method {method} needs at least one entry in `users`"),
@@ -425,7 +293,13 @@ fn auth_config(auth: Option<&Spanned<RawAuth>>, rep: &mut Reporter<'_>) -> AuthC
 
 /// `[pool]` with defaults.
 fn pool_config(p: &RawPool, rep: &mut Reporter<'_>) -> PoolConfig {
-    let size = int_setting(p.size.as_ref(), raw::DEFAULT_POOL_SIZE, 1..100_001, "pool size", rep);
+    let size = int_setting(
+        p.size.as_ref(),
+        raw::DEFAULT_POOL_SIZE,
+        1..100_001,
+        "pool size",
+        rep,
+    );
     let mode = match p.mode.as_ref() {
         None => PoolMode::Transaction,
         Some(m) => match m.get_ref().as_str() {

@@ -12,7 +12,7 @@ pub const DEMO_LISTEN: &str = "127.0.0.1:6432";
 /// Where the demo's admin API listens.
 pub const DEMO_ADMIN_LISTEN: &str = "127.0.0.1:9187";
 /// The admin API token of the demo.
-pub const DEMO_ADMIN_TOKEN: &str = "change-me";
+pub const DEMO_ADMIN_TOKEN: &str = "demo-admin-token";
 /// The database created on every shard.
 pub const DEMO_DB: &str = "shardproxy";
 /// The demo's client login.
@@ -234,7 +234,7 @@ pub fn demo_config(urls: &[String], state_dir: &Path) -> String {
     );
     let _ = writeln!(
         t,
-        "[pool]\nsize = 20\nmode = \"transaction\"\ncheckout_timeout_ms = 5000\n"
+        "[pool]\nsize = 20\nmode = \"transaction\"\ncheckout_timeout_ms = 5000\nconnect_timeout_ms = 5000\n"
     );
     for (i, url) in urls.iter().enumerate() {
         let _ = writeln!(
@@ -387,6 +387,24 @@ mod tests {
     fn toml_strings_escape() {
         assert_eq!(toml_string(r#"a"b\c"#), r#""a\"b\\c""#);
         assert_eq!(toml_string("x\ny"), r#""x\u000Ay""#);
+    }
+
+    #[test]
+    fn three_shard_config_equals_the_shipped_example() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/shardproxy.toml");
+        let shipped = config::Config::load(&path).unwrap();
+        let ours = demo_config(&urls(3), Path::new("./shardproxy-state"));
+        let ours = config::Config::parse(&ours, "demo.toml").unwrap();
+        // The example's admin token may come from the environment; everything else must match.
+        assert_eq!(ours.proxy.admin_token.as_deref(), Some(DEMO_ADMIN_TOKEN));
+        let shipped = config::Config {
+            proxy: config::ProxyConfig {
+                admin_token: ours.proxy.admin_token.clone(),
+                ..shipped.proxy
+            },
+            ..shipped
+        };
+        assert_eq!(ours, shipped);
     }
 
     #[test]

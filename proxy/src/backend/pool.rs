@@ -76,7 +76,8 @@ impl ShardPool {
         pool_cfg.timeouts = Timeouts {
             wait: Some(cfg.checkout_timeout),
             create: Some(cfg.connect_timeout),
-            recycle: Some(cfg.connect_timeout),
+            // recycle never waits (one non-blocking probe): no timer needed on the hot path
+            recycle: None,
         };
         let pool = managed::Pool::builder(manager)
             .config(pool_cfg)

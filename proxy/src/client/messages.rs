@@ -102,10 +102,17 @@ impl Session {
     /// The shard a statement text runs on, or the router's refusal.
     fn route(&self, sql: &str) -> Result<usize, (&'static str, String)> {
         let router = self.ctx.router.load();
-        router
-            .route_sql(sql)
-            .map(|plan| plan.shard())
-            .map_err(|e| (e.code, e.message))
+        let plan = router.route_sql(sql).map_err(|e| (e.code, e.message))?;
+        match plan.shards(self.ctx.pools.len()).as_slice() {
+            [one] => Ok(*one),
+            _ => Err((
+                "0A000",
+                format!(
+                    "statement spans several shards ({}), which is not supported yet",
+                    plan.reason
+                ),
+            )),
+        }
     }
 
     async fn on_query(&mut self, q: Query) {
@@ -147,6 +154,25 @@ impl Session {
             let message = format!("prepared statement \"{}\" already exists", p.name);
             return self.extended_error(Kind::Parse, "42P05", &message);
         }
+        // Drivers using the extended protocol re-send the same unnamed Parse every time: reuse
+        // the client's current definition instead of going through the shared registry.
+        let def = match &self.stmts.unnamed {
+            Some(d)
+                if p.name.is_empty() && d.query == p.query() && d.param_types == p.param_types =>
+            {
+                d.clone()
+            }
+            _ => self.ctx.statements.intern(p.query(), &p.param_types),
+        };
+        if self.backend.is_none() && def.is_validated() {
+            // A server already accepted this text: answer now and prepare it lazily where the
+            // Bind runs. Taking a backend just to re-check it could wait behind another client
+            // of the same single-threaded program that holds the last backend (pgbench -j 1).
+            self.stmts.insert(&p.name, def);
+            let mut bytes = BytesMut::with_capacity(5);
+            encode::parse_complete(&mut bytes);
+            return self.push_synthetic(Kind::Parse, bytes.freeze());
+        }
         let shard = match self.route(p.query()) {
             Ok(s) => s,
             Err((code, message)) => return self.extended_error(Kind::Parse, code, &message),
@@ -154,7 +180,6 @@ impl Session {
         if let Err((code, message)) = self.ensure_backend(shard).await {
             return self.extended_error(Kind::Parse, code, &message);
         }
-        let def = self.ctx.statements.intern(p.query(), &p.param_types);
         self.stmts.insert(&p.name, def.clone());
         let Some(b) = self.backend.as_mut() else {
             return;
@@ -165,7 +190,7 @@ impl Session {
             self.push_forward(
                 Kind::Parse,
                 Action::Parsed {
-                    id: def.id,
+                    def: def.clone(),
                     unnamed: true,
                     client_name: Some(String::new()),
                 },
@@ -180,7 +205,7 @@ impl Session {
             self.push_forward(
                 Kind::Parse,
                 Action::Parsed {
-                    id: def.id,
+                    def: def.clone(),
                     unnamed: false,
                     client_name: Some(p.name),
                 },
@@ -212,7 +237,7 @@ impl Session {
                 kind: Kind::Parse,
                 mode: Mode::Swallow,
                 action: Action::Parsed {
-                    id: def.id,
+                    def: def.clone(),
                     unnamed,
                     client_name: None,
                 },
@@ -251,8 +276,7 @@ impl Session {
         if unnamed {
             self.bout.extend_from_slice(&b.raw);
         } else {
-            self.bout
-                .extend_from_slice(&b.with_statement(&def.server_name));
+            b.write_with_statement(&mut self.bout, &def.server_name);
         }
         if def.effects.is_empty() {
             if !self.portal_effects.is_empty() {

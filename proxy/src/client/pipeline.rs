@@ -12,7 +12,10 @@ use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
 
+use std::sync::Arc;
+
 use super::params::SessionEffects;
+use super::statements::StmtDef;
 use crate::protocol::backend::{self as be, TransactionStatus};
 use crate::protocol::encode;
 
@@ -57,15 +60,15 @@ pub enum Mode {
 }
 
 /// Bookkeeping to do once an entry is answered.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Default)]
 pub enum Action {
     /// Nothing.
     #[default]
     None,
-    /// A Parse of statement `id` was sent; undo the optimistic bookkeeping if it failed.
+    /// A Parse of `def` was sent: mark it validated, or undo the optimistic bookkeeping.
     Parsed {
-        /// statement id
-        id: u64,
+        /// the statement
+        def: Arc<StmtDef>,
         /// the unnamed statement (else the proxy-named `_sp<id>`)
         unnamed: bool,
         /// client name to forget on failure (client-issued named Parse)

@@ -290,11 +290,16 @@ impl Session {
         let mut done = std::mem::take(&mut self.pipeline.completed);
         for c in done.drain(..) {
             match c.action {
+                Action::Parsed { def, .. } if c.ok => {
+                    def.validated
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                }
                 Action::Parsed {
-                    id,
+                    def,
                     unnamed,
                     client_name,
-                } if !c.ok => {
+                } => {
+                    let id = def.id;
                     if let Some(b) = self.backend.as_mut() {
                         if unnamed {
                             if b.unnamed == Some(id) {
@@ -430,12 +435,12 @@ impl Session {
         let mut group_open = false;
         for p in entries {
             if let Action::Parsed {
-                id,
+                def,
                 client_name: Some(name),
                 ..
             } = &p.action
             {
-                self.stmts.forget(name, *id);
+                self.stmts.forget(name, def.id);
             }
             if matches!(p.kind, Kind::Sync | Kind::Query | Kind::FunctionCall) {
                 if !error_sent {
@@ -464,6 +469,14 @@ impl Session {
         self.cancel.target.detach(&b.cancel_key);
         let clean = self.pipeline.is_empty() && b.status == TransactionStatus::Idle && !b.broken;
         if !clean {
+            // Whatever the backend is still running was the client's; stop it rather than let
+            // it run to completion for nobody.
+            if !self.pipeline.is_empty() {
+                let key = b.cancel_key;
+                tokio::spawn(async move {
+                    let _ = crate::cancel::send_cancel(&key).await;
+                });
+            }
             discard(b);
             return;
         }

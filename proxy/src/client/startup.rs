@@ -134,7 +134,21 @@ async fn startup(
                 ctx.cancels.cancel(process_id, secret_key).await;
                 return Ok(None);
             }
-            StartupMessage::Startup { params, .. } => break params,
+            StartupMessage::Startup { params, minor } => {
+                // Newer clients may ask for protocol 3.x and _pq_ options: tell them we speak
+                // 3.0 and know none of the options (only when asked: 3.0 clients reject it).
+                let unknown: Vec<&str> = params
+                    .iter()
+                    .filter(|(k, _)| k.starts_with("_pq_."))
+                    .map(|(k, _)| k.as_str())
+                    .collect();
+                if minor > 0 || !unknown.is_empty() {
+                    let mut out = BytesMut::new();
+                    encode::negotiate_protocol_version(&mut out, 0, &unknown);
+                    stream.write_all(&out).await?;
+                }
+                break params;
+            }
         }
     };
     let login = read_params(params)?;

@@ -6,7 +6,7 @@
 //! statements keep working in transaction pooling mode.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
@@ -29,15 +29,27 @@ pub struct StmtDef {
     pub parse_message: Bytes,
     /// Session-level effects of executing it (SET and friends).
     pub effects: SessionEffects,
+    /// Some backend accepted a Parse of it: later Parses can be answered without a backend.
+    pub validated: AtomicBool,
+}
+
+impl StmtDef {
+    /// True once a server has accepted the statement.
+    pub fn is_validated(&self) -> bool {
+        self.validated.load(Ordering::Relaxed)
+    }
 }
 
 /// Above this many definitions, unreferenced ones are dropped from the registry.
 const REGISTRY_SOFT_LIMIT: usize = 20_000;
 
+/// Statement text and parameter types: what makes two Parses the same statement.
+type StmtKey = (String, Vec<u32>);
+
 /// Interns statement definitions by (text, parameter types).
 #[derive(Default)]
 pub struct StatementRegistry {
-    by_text: Mutex<HashMap<(String, Vec<u32>), Arc<StmtDef>>>,
+    by_text: Mutex<HashMap<StmtKey, Arc<StmtDef>>>,
     next_id: AtomicU64,
 }
 
@@ -66,6 +78,7 @@ impl StatementRegistry {
             param_types: key.1.clone(),
             parse_message: buf.freeze(),
             effects: params::analyze(query),
+            validated: AtomicBool::new(false),
         });
         map.insert(key, def.clone());
         def

@@ -294,8 +294,10 @@ fn server_conf(data: &Path, port: u16, opts: &ServerOptions) -> Result<String, L
         ),
         ("shared_buffers".into(), "32MB".into()),
         ("fsync".into(), durable.into()),
-        ("synchronous_commit".into(), durable.into()),
         ("full_page_writes".into(), durable.into()),
+        // Always on: with it off a commit can sit in shared memory, and the immediate stop that
+        // tests use to crash a shard would lose it. With fsync off it only costs a write().
+        ("synchronous_commit".into(), "on".into()),
         ("password_encryption".into(), "scram-sha-256".into()),
         ("log_line_prefix".into(), "%m [%p] %q%u@%d ".into()),
     ];
@@ -330,7 +332,7 @@ mod tests {
             "max_prepared_transactions = '100'",
             "max_connections = '200'",
             "fsync = 'off'",
-            "synchronous_commit = 'off'",
+            "synchronous_commit = 'on'",
             "full_page_writes = 'off'",
             "shared_buffers = '32MB'",
         ] {
