@@ -16,11 +16,21 @@ function state(m, c, t,    k) {
     return "ok"
 }
 
-function tps(m, c, t) { return sum_tps[m, c, t] / okruns[m, c, t] }
-function lat(m, c, t) { return sum_lat[m, c, t] / okruns[m, c, t] }
+# Median over the rounds: one round disturbed by other load on the machine does not move it.
+function median(vals, k, n,    a, i, j, x) {
+    for (i = 1; i <= n; i++) a[i] = vals[k, i] + 0
+    for (i = 2; i <= n; i++) {
+        x = a[i]
+        for (j = i - 1; j >= 1 && a[j] > x; j--) a[j + 1] = a[j]
+        a[j + 1] = x
+    }
+    return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+}
+
+function tps(m, c, t) { return median(v_tps, m SUBSEP c SUBSEP t, okruns[m, c, t]) }
+function lat(m, c, t) { return median(v_lat, m SUBSEP c SUBSEP t, okruns[m, c, t]) }
 function has_cpu(m, c, t) { return state(m, c, t) == "ok" && cpu_runs[m, c, t] == okruns[m, c, t] }
-# CPU over all rounds divided by all transactions, so long and short rounds weigh by their work.
-function cpu_us(m, c, t) { return sum_cpu[m, c, t] * 1e6 / sum_tx[m, c, t] }
+function cpu_us(m, c, t) { return median(v_cpu, m SUBSEP c SUBSEP t, okruns[m, c, t]) }
 
 function na(m, c, t,    s) {
     s = state(m, c, t)
@@ -49,11 +59,10 @@ NR == 1 { next }
     k = $2 SUBSEP $3 SUBSEP $4
     runs[k]++
     if ($5 == "ok") {
-        okruns[k]++
-        sum_tps[k] += $6
-        sum_lat[k] += $7
-        sum_tx[k] += $8
-        if ($9 != "") { cpu_runs[k]++; sum_cpu[k] += $9 }
+        i = ++okruns[k]
+        v_tps[k, i] = $6
+        v_lat[k, i] = $7
+        if ($10 != "") { cpu_runs[k]++; v_cpu[k, i] = $10 }
     }
 }
 
@@ -62,7 +71,7 @@ END {
     nc = split(clients, C, " ")
     line = "------------------------------------------------------------------------------------------"
 
-    print "Throughput (TPS, mean over rounds) and average latency (ms)"
+    print "Throughput (TPS) and average latency (ms); every number is the median over the rounds"
     print line
     printf "%-9s %3s | %13s %9s | %13s %9s | %13s %9s\n", "mode", "cl",
         "direct tps", "lat", "proxy tps", "lat", "pgbouncer tps", "lat"

@@ -9,6 +9,9 @@
 //!
 //! These are test helpers: they panic with a clear message instead of returning errors.
 
+pub mod raw;
+pub mod util;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,61 +1,203 @@
-//! Pure routing logic: given a statement (and later its bound parameters), decide which shards
-//! it runs on. No I/O, no clock, no files: deterministic and unit-testable.
+//! Pure routing logic: given a statement (and its bound parameters), decide which shards it runs
+//! on. No I/O, no clock, no files: deterministic and unit-testable.
 //!
-//! Today every statement goes to the default shard; shard maps, placement and SQL analysis
-//! arrive with the routing issue and plug in behind [`Router::route_sql`].
+//! - [`placement`]: runtime shard maps and where a key lives (INTERFACE.md section 3).
+//! - [`keys`]: canonical key values from SQL literals and bind parameters (text/binary).
+//! - [`copy`]: reading the key field out of COPY text/CSV rows.
+//! - `analyze`: SQL analysis with sqlparser into a cached [`Statement`].
+//! - `plan`: a [`Plan`] from a statement and its parameters.
+
+pub mod copy;
+pub mod keys;
+pub mod placement;
+mod tables;
+
+mod analyze;
+mod plan;
+
+use std::sync::Arc;
 
 use config::Config;
 
+pub use analyze::Statement;
+pub use placement::ShardMap;
+pub use tables::{TableRule, Tables};
+
+/// What a statement does (decides pass-through vs. merge vs. two-phase commit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatementKind {
+    /// SELECT / VALUES / TABLE / SHOW without side effects.
+    Read,
+    /// INSERT, UPDATE, DELETE, MERGE, SELECT ... FOR UPDATE/SHARE, and functions we cannot see into.
+    Write,
+    /// CREATE / ALTER / DROP / TRUNCATE / CREATE INDEX / COMMENT ...
+    Ddl,
+    /// COPY ... FROM STDIN.
+    CopyIn,
+    /// COPY ... TO STDOUT.
+    CopyOut,
+    /// BEGIN / START TRANSACTION.
+    Begin,
+    /// COMMIT / END.
+    Commit,
+    /// ROLLBACK / ABORT.
+    Rollback,
+    /// SAVEPOINT / RELEASE / ROLLBACK TO.
+    Savepoint,
+    /// PREPARE TRANSACTION / COMMIT PREPARED / ROLLBACK PREPARED.
+    TwoPhase,
+    /// SET / SHOW / RESET / DISCARD / LISTEN / VACUUM ... (session or maintenance).
+    Utility,
+}
+
 /// Where a statement runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Plan {
+pub enum Target {
     /// The default (first) shard: unlisted tables, catalog and utility statements.
     Default,
-    /// Exactly one shard (index into the config's shards).
-    Shard(usize),
+    /// These shards (sorted, no duplicates; one element = a single-shard statement).
+    Shards(Vec<usize>),
+    /// Every shard (no usable key; DDL and maintenance on sharded/reference tables).
+    All,
+    /// A read of reference tables only: any one shard can answer (the proxy picks).
+    ReferenceRead,
+    /// A write to reference tables: every shard, atomically once 2PC exists.
+    ReferenceWrite,
+    /// An INSERT whose rows live on different shards: each part is the statement for one shard.
+    Split(Vec<ShardPart>),
+}
+
+/// The part of a split INSERT for one shard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardPart {
+    /// Shard index.
+    pub shard: usize,
+    /// The rewritten statement (only this shard's rows; parameters renumbered $1..).
+    pub sql: String,
+    /// For each `$k` of `sql` (k = i + 1), the index of the original parameter it takes.
+    pub params: Vec<usize>,
+}
+
+/// The routing decision for one execution of a statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// Where it runs.
+    pub target: Target,
+    /// What it is.
+    pub kind: StatementKind,
+    /// Why (for `POST /api/v1/route` and logs), e.g. "users.id = 5 -> bucket 17 -> s1".
+    pub reason: String,
+}
+
+impl Plan {
+    /// The route kind of INTERFACE.md section 5: single|multi|all|reference|default.
+    pub fn route_kind(&self) -> &'static str {
+        match &self.target {
+            Target::Default => "default",
+            Target::Shards(s) if s.len() == 1 => "single",
+            Target::Shards(_) => "multi",
+            Target::Split(p) if p.len() == 1 => "single",
+            Target::Split(_) => "multi",
+            Target::All => "all",
+            Target::ReferenceRead | Target::ReferenceWrite => "reference",
+        }
+    }
+
+    /// The shard indexes it touches, given the shard count (ReferenceRead reports the default shard).
+    pub fn shards(&self, shard_count: usize) -> Vec<usize> {
+        match &self.target {
+            Target::Default | Target::ReferenceRead => vec![0],
+            Target::Shards(s) => s.clone(),
+            Target::All | Target::ReferenceWrite => (0..shard_count).collect(),
+            Target::Split(parts) => parts.iter().map(|p| p.shard).collect(),
+        }
+    }
+}
+
+/// Bound parameter values from a Bind message (empty for the simple protocol).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Params<'a> {
+    /// One per parameter; None is SQL NULL.
+    pub values: &'a [Option<&'a [u8]>],
+    /// Format per parameter (0 text, 1 binary), already expanded to one per value.
+    pub formats: &'a [i16],
+    /// Type OIDs declared at Parse (may be shorter than `values`; 0 = unspecified).
+    pub types: &'a [u32],
 }
 
 /// A statement the router refuses, with the SQLSTATE the client sees.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct RouteError {
-    /// SQLSTATE, e.g. "0A000".
+    /// SQLSTATE, e.g. "0A000" (cannot be done across shards), "22023" (bad key value),
+    /// "23502" (NULL shard key), "42601" (syntax), "08P01" (missing parameter).
     pub code: &'static str,
-    /// Human-readable reason.
+    /// Human-readable reason naming the table/column/value.
     pub message: String,
 }
 
-/// Routing state built from one validated config; swapped whole on reload.
-#[derive(Debug, Clone)]
+impl RouteError {
+    /// A refusal with this SQLSTATE and message.
+    pub fn new(code: &'static str, message: impl Into<String>) -> RouteError {
+        RouteError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Routing state built from one validated config; immutable, swapped whole on reload.
 pub struct Router {
-    shard_count: usize,
+    shard_names: Vec<String>,
+    maps: Vec<ShardMap>,
+    tables: Tables,
+    cache: analyze::ParseCache,
 }
 
 impl Router {
-    /// Builds the router for `config`.
+    /// Builds the router for `config` (maps, table rules, an empty parse cache).
     pub fn new(config: &Config) -> Router {
         Router {
-            shard_count: config.shards.len(),
+            shard_names: config.shards.iter().map(|s| s.name.clone()).collect(),
+            maps: config.maps.values().map(ShardMap::new).collect(),
+            tables: Tables::new(config),
+            cache: analyze::ParseCache::new(analyze::PARSE_CACHE_CAPACITY),
         }
     }
 
-    /// Number of shards.
-    pub fn shard_count(&self) -> usize {
-        self.shard_count
+    /// Shard names in config order.
+    pub fn shard_names(&self) -> &[String] {
+        &self.shard_names
     }
 
-    /// Decides where a SQL text (simple Query or Parse) runs.
-    pub fn route_sql(&self, _sql: &str) -> Result<Plan, RouteError> {
-        Ok(Plan::Default)
+    /// The runtime shard maps.
+    pub fn maps(&self) -> &[ShardMap] {
+        &self.maps
     }
-}
 
-impl Plan {
-    /// The single shard index this plan runs on.
-    pub fn shard(&self) -> usize {
-        match self {
-            Plan::Default => 0,
-            Plan::Shard(s) => *s,
-        }
+    /// A shard map by name.
+    pub fn map(&self, name: &str) -> Option<&ShardMap> {
+        self.maps.iter().find(|m| m.name() == name)
+    }
+
+    /// The table rules.
+    pub fn tables(&self) -> &Tables {
+        &self.tables
+    }
+
+    /// Analyses a statement text, once per distinct text (bounded LRU cache).
+    pub fn prepare(&self, sql: &str) -> Result<Arc<Statement>, RouteError> {
+        analyze::prepare(self, sql)
+    }
+
+    /// The plan for one execution of `stmt` with these parameters.
+    pub fn plan(&self, stmt: &Statement, params: &Params<'_>) -> Result<Plan, RouteError> {
+        plan::plan(self, stmt, params)
+    }
+
+    /// `prepare` + `plan` without parameters (simple protocol).
+    pub fn route_sql(&self, sql: &str) -> Result<Plan, RouteError> {
+        let stmt = self.prepare(sql)?;
+        self.plan(&stmt, &Params::default())
     }
 }

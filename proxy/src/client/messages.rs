@@ -21,6 +21,9 @@ impl Session {
         {
             return Ok(());
         }
+        if self.in_lost_transaction() {
+            return self.on_message_in_lost_transaction(msg);
+        }
         match msg {
             FrontendMessage::Query(q) => self.on_query(q).await,
             FrontendMessage::Parse(p) => self.on_parse(p).await,
@@ -35,17 +38,14 @@ impl Session {
                 }
             }
             FrontendMessage::Terminate => return Err(Stop::Client),
-            FrontendMessage::CopyData(raw) | FrontendMessage::CopyFail(raw) => {
+            FrontendMessage::CopyData(raw) => {
                 // Outside COPY the server ignores these too.
                 if self.backend.is_some() {
                     self.bout.extend_from_slice(&raw);
                 }
             }
-            FrontendMessage::CopyDone => {
-                if self.backend.is_some() {
-                    self.bout.extend_from_slice(b"c\0\0\0\x04");
-                }
-            }
+            FrontendMessage::CopyFail(raw) => self.on_copy_end(&raw),
+            FrontendMessage::CopyDone => self.on_copy_end(b"c\0\0\0\x04"),
             FrontendMessage::FunctionCall(raw) => self.on_function_call(raw).await,
             FrontendMessage::Password(_) => {
                 encode::error_response(
@@ -61,7 +61,7 @@ impl Session {
     }
 
     /// An error the proxy itself produces for a simple Query (answered with ReadyForQuery).
-    fn query_error(&mut self, code: &str, message: &str) {
+    pub(crate) fn query_error(&mut self, code: &str, message: &str) {
         let mut bytes = BytesMut::new();
         encode::error_response(&mut bytes, "ERROR", code, message);
         encode::ready_for_query(&mut bytes, self.status);
@@ -70,14 +70,14 @@ impl Session {
 
     /// An error the proxy itself produces in the extended protocol: like the server, ignore
     /// everything up to the next Sync.
-    fn extended_error(&mut self, kind: Kind, code: &str, message: &str) {
+    pub(crate) fn extended_error(&mut self, kind: Kind, code: &str, message: &str) {
         let mut bytes = BytesMut::new();
         encode::error_response(&mut bytes, "ERROR", code, message);
         self.push_synthetic(kind, bytes.freeze());
         self.skip_until_sync = true;
     }
 
-    fn push_synthetic(&mut self, kind: Kind, bytes: Bytes) {
+    pub(crate) fn push_synthetic(&mut self, kind: Kind, bytes: Bytes) {
         self.pipeline.push(
             Pending {
                 kind,
@@ -362,8 +362,20 @@ impl Session {
         }
     }
 
+    fn on_copy_end(&mut self, raw: &[u8]) {
+        if self.backend.is_some() {
+            self.bout.extend_from_slice(raw);
+            self.push_forward(Kind::CopyEnd, Action::None);
+        }
+    }
+
     fn on_sync(&mut self) {
         self.skip_until_sync = false;
+        if self.backend.is_some() && self.pipeline.sync_ignored() {
+            // The server is in copy-in mode and ignores Sync; so must we.
+            encode::sync(&mut self.bout);
+            return;
+        }
         if self.backend.is_some() {
             encode::sync(&mut self.bout);
             self.push_forward(Kind::Sync, Action::None);

@@ -1,6 +1,7 @@
 //! Client side: one task per client connection. `startup` negotiates and authenticates, then
 //! `session` runs the request/response loop against pooled backends.
 
+pub mod aborted;
 pub mod messages;
 pub mod params;
 pub mod pipeline;

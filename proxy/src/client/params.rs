@@ -122,8 +122,12 @@ pub enum ParamChange {
 /// What a statement text does to session state beyond its own transaction.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SessionEffects {
-    /// Parameter changes, in order.
+    /// Parameter changes outside any transaction block this text opens (or in blocks it
+    /// commits), in order. They belong to the session's current transaction, if any.
     pub changes: Vec<ParamChange>,
+    /// Changes inside a transaction block this text opens and leaves open: undone if that
+    /// transaction rolls back.
+    pub block_changes: Vec<ParamChange>,
     /// Creates state we cannot replay on another backend (LISTEN, temp tables, SQL PREPARE,
     /// WITH HOLD cursors, session advisory locks): keep this backend for the rest of the session.
     pub pins: bool,
@@ -134,20 +138,80 @@ pub struct SessionEffects {
 impl SessionEffects {
     /// True when the statement has no session-level effect (the common case).
     pub fn is_empty(&self) -> bool {
-        self.changes.is_empty() && !self.pins && !self.drops_prepared
+        self.changes.is_empty()
+            && self.block_changes.is_empty()
+            && !self.pins
+            && !self.drops_prepared
     }
 }
 
 /// Finds the session-level effects of a (possibly multi-statement) SQL text.
 pub fn analyze(sql: &str) -> SessionEffects {
+    if is_plain_statement(sql) {
+        return SessionEffects::default();
+    }
     let mut effects = SessionEffects::default();
     if contains_ignore_case(sql, "advisory_lock") && !contains_ignore_case(sql, "advisory_xact") {
         effects.pins = true;
     }
+    // Changes made inside BEGIN ... in this same text: kept at COMMIT, dropped at ROLLBACK.
+    let mut block: Option<Vec<ParamChange>> = None;
     for stmt in split_statements(sql) {
-        analyze_statement(&stmt, &mut effects);
+        let word = |i: usize| match stmt.get(i) {
+            Some(Token::Word(w)) => Some(w.to_ascii_lowercase()),
+            _ => None,
+        };
+        let first = word(0);
+        match first.as_deref() {
+            Some("begin") | Some("start") => {
+                block.get_or_insert_with(Vec::new);
+                continue;
+            }
+            Some("commit") | Some("end") if word(1).as_deref() != Some("prepared") => {
+                if let Some(changes) = block.take() {
+                    effects.changes.extend(changes);
+                }
+                continue;
+            }
+            Some("rollback") | Some("abort")
+                if !matches!(word(1).as_deref(), Some("to") | Some("prepared"))
+                    && word(2).as_deref() != Some("to") =>
+            {
+                block = None;
+                continue;
+            }
+            _ => {}
+        }
+        let mut changes = Vec::new();
+        analyze_statement(&stmt, &mut changes, &mut effects);
+        match block.as_mut() {
+            Some(b) => b.extend(changes),
+            None => effects.changes.extend(changes),
+        }
+    }
+    if let Some(changes) = block {
+        effects.block_changes = changes;
     }
     effects
+}
+
+/// Fast path for the per-query hot path: one statement (no `;` before trailing blanks) that
+/// starts with a keyword that never changes session state and mentions no advisory lock.
+fn is_plain_statement(sql: &str) -> bool {
+    let body = sql.trim_end_matches(|c: char| c.is_ascii_whitespace() || c == ';');
+    if body.contains(';') {
+        return false;
+    }
+    let first = body
+        .trim_start()
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .next()
+        .unwrap_or("");
+    const PLAIN: [&str; 13] = [
+        "select", "insert", "update", "delete", "with", "values", "table", "begin", "commit",
+        "rollback", "end", "start", "show",
+    ];
+    PLAIN.iter().any(|k| first.eq_ignore_ascii_case(k)) && !contains_ignore_case(body, "advisory")
 }
 
 fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
@@ -157,7 +221,11 @@ fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
         .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
 }
 
-fn analyze_statement(tokens: &[Token<'_>], fx: &mut SessionEffects) {
+fn analyze_statement(
+    tokens: &[Token<'_>],
+    changes: &mut Vec<ParamChange>,
+    fx: &mut SessionEffects,
+) {
     let word = |i: usize| match tokens.get(i) {
         Some(Token::Word(w)) => Some(w.to_ascii_lowercase()),
         _ => None,
@@ -174,7 +242,7 @@ fn analyze_statement(tokens: &[Token<'_>], fx: &mut SessionEffects) {
                         return;
                     }
                     Some("authorization") => {
-                        set_value(tokens, i + 1, "session_authorization", fx);
+                        set_value(tokens, i + 1, "session_authorization", changes);
                         return;
                     }
                     _ => {}
@@ -183,9 +251,9 @@ fn analyze_statement(tokens: &[Token<'_>], fx: &mut SessionEffects) {
             match word(i).as_deref() {
                 None | Some("local") | Some("transaction") | Some("constraints") => {}
                 Some("time") if word(i + 1).as_deref() == Some("zone") => {
-                    set_value(tokens, i + 2, "timezone", fx)
+                    set_value(tokens, i + 2, "timezone", changes)
                 }
-                Some("role") => set_value(tokens, i + 1, "role", fx),
+                Some("role") => set_value(tokens, i + 1, "role", changes),
                 Some(name) => {
                     let mut name = name.to_string();
                     let mut j = i + 1;
@@ -201,26 +269,24 @@ fn analyze_statement(tokens: &[Token<'_>], fx: &mut SessionEffects) {
                     }
                     match tokens.get(j) {
                         Some(Token::Word(w)) if w.eq_ignore_ascii_case("to") => {
-                            set_value(tokens, j + 1, &name, fx)
+                            set_value(tokens, j + 1, &name, changes)
                         }
-                        Some(Token::Punct('=')) => set_value(tokens, j + 1, &name, fx),
+                        Some(Token::Punct('=')) => set_value(tokens, j + 1, &name, changes),
                         _ => {}
                     }
                 }
             }
         }
         "reset" => match word(1).as_deref() {
-            Some("all") => fx.changes.push(ParamChange::ResetAll),
-            Some("session") => fx
-                .changes
-                .push(ParamChange::Reset("session_authorization".into())),
-            Some("time") => fx.changes.push(ParamChange::Reset("timezone".into())),
-            Some(name) => fx.changes.push(ParamChange::Reset(name.to_string())),
+            Some("all") => changes.push(ParamChange::ResetAll),
+            Some("session") => changes.push(ParamChange::Reset("session_authorization".into())),
+            Some("time") => changes.push(ParamChange::Reset("timezone".into())),
+            Some(name) => changes.push(ParamChange::Reset(name.to_string())),
             None => {}
         },
         "discard" => match word(1).as_deref() {
             Some("all") => {
-                fx.changes.push(ParamChange::ResetAll);
+                changes.push(ParamChange::ResetAll);
                 fx.drops_prepared = true;
             }
             Some("temp") | Some("temporary") | Some("plans") | Some("sequences") => {}
@@ -250,14 +316,14 @@ fn analyze_statement(tokens: &[Token<'_>], fx: &mut SessionEffects) {
 }
 
 /// Records `SET name TO <tokens from i>`; `DEFAULT` means reset.
-fn set_value(tokens: &[Token<'_>], i: usize, name: &str, fx: &mut SessionEffects) {
+fn set_value(tokens: &[Token<'_>], i: usize, name: &str, changes: &mut Vec<ParamChange>) {
     let Some(rest) = tokens.get(i..) else { return };
     if rest.is_empty() {
         return;
     }
     if let [Token::Word(w)] = rest {
         if w.eq_ignore_ascii_case("default") {
-            fx.changes.push(ParamChange::Reset(name.to_string()));
+            changes.push(ParamChange::Reset(name.to_string()));
             return;
         }
     }
@@ -270,8 +336,7 @@ fn set_value(tokens: &[Token<'_>], i: usize, name: &str, fx: &mut SessionEffects
         }
         value.push_str(&text);
     }
-    fx.changes
-        .push(ParamChange::Set(name.to_ascii_lowercase(), value));
+    changes.push(ParamChange::Set(name.to_ascii_lowercase(), value));
 }
 
 /// A lexical token: enough to read statement heads without a full parser.
@@ -459,9 +524,28 @@ mod tests {
         );
         assert_eq!(changes("select 'SET x = 1'; -- SET y = 2\n"), vec![]);
         assert_eq!(
-            changes("BEGIN; SET a = 1; SELECT $$;SET b=2$$; set c to 'x;y'"),
+            analyze("BEGIN; SET a = 1; SELECT $$;SET b=2$$; set c to 'x;y'").block_changes,
             vec![Set("a".into(), "1".into()), Set("c".into(), "'x;y'".into())]
         );
+    }
+
+    #[test]
+    fn set_inside_a_block_of_the_same_text() {
+        use ParamChange::*;
+        let fx = analyze("BEGIN; SET TIME ZONE 'UTC'");
+        assert!(fx.changes.is_empty());
+        assert_eq!(
+            fx.block_changes,
+            vec![Set("timezone".into(), "'UTC'".into())]
+        );
+        let fx = analyze("BEGIN; SET a = 1; COMMIT");
+        assert_eq!(fx.changes, vec![Set("a".into(), "1".into())]);
+        assert!(fx.block_changes.is_empty());
+        let fx = analyze("SET a = 1; BEGIN; SET b = 2; ROLLBACK");
+        assert_eq!(fx.changes, vec![Set("a".into(), "1".into())]);
+        assert!(fx.block_changes.is_empty());
+        let fx = analyze("BEGIN; SET b = 2; ROLLBACK TO SAVEPOINT s");
+        assert_eq!(fx.block_changes, vec![Set("b".into(), "2".into())]);
     }
 
     #[test]
@@ -492,6 +576,19 @@ mod tests {
         b.reset("work_mem");
         b.set("Application_Name", "'psql'");
         assert!(a.same_as(&b));
+    }
+
+    #[test]
+    fn fast_path_only_for_plain_statements() {
+        assert!(is_plain_statement(
+            "SELECT abalance FROM pgbench_accounts WHERE aid = 5;"
+        ));
+        assert!(is_plain_statement("  update t set x = 1  ;  "));
+        assert!(!is_plain_statement("SELECT 1; SET x = 1"));
+        assert!(!is_plain_statement("select pg_advisory_lock(1)"));
+        assert!(!is_plain_statement("SET x = 1"));
+        assert!(!is_plain_statement("/* c */ SET x = 1"));
+        assert_eq!(analyze("SELECT 1; SET a = 1").changes.len(), 1);
     }
 
     #[test]

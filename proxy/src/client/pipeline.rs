@@ -40,6 +40,9 @@ pub enum Kind {
     Execute,
     /// Close: CloseComplete.
     Close,
+    /// The client's CopyDone/CopyFail: gets no answer of its own; marks where copy-in mode
+    /// ends in the request stream (Syncs before it are ignored by the server).
+    CopyEnd,
 }
 
 impl Kind {
@@ -124,6 +127,8 @@ pub struct Pipeline {
     pub ready_and_empty: bool,
     /// The server sent a FATAL error: it will close the connection.
     pub fatal: bool,
+    /// The FATAL error's message.
+    pub fatal_message: Option<String>,
     /// The server is in COPY FROM STDIN mode, waiting for the client's data.
     pub copy_in: bool,
     /// A command tag "ROLLBACK" was seen since the last ReadyForQuery.
@@ -152,23 +157,62 @@ impl Pipeline {
     pub fn take_all(&mut self) -> Vec<Pending> {
         self.error_in_progress = false;
         self.copy_in = false;
+        self.fatal = false;
+        self.fatal_message = None;
         self.queue.drain(..).collect()
     }
 
+    /// True while the server is (or will be, once it reads a queued Execute) in copy-in mode and
+    /// the client has not ended the copy: a Sync sent now is ignored by the server.
+    pub fn sync_ignored(&self) -> bool {
+        self.copy_in && !self.queue.iter().any(|p| p.kind == Kind::CopyEnd)
+    }
+
+    /// The server entered copy-in mode for the head entry: it ignores the Syncs the client sent
+    /// after that Execute and before ending the copy, so they get no ReadyForQuery.
+    fn drop_syncs_during_copy(&mut self) {
+        let end = self
+            .queue
+            .iter()
+            .position(|p| p.kind == Kind::CopyEnd)
+            .unwrap_or(self.queue.len());
+        let mut i = 1;
+        let mut end = end;
+        while i < end {
+            if self.queue.get(i).is_some_and(|p| p.kind == Kind::Sync) {
+                self.queue.remove(i);
+                end -= 1;
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Emits synthetic answers and drops copy-end markers that reached the head.
     fn drain_synthetic(&mut self, out: &mut BytesMut) {
-        while let Some(Pending {
-            mode: Mode::Synthetic(_),
-            ..
-        }) = self.queue.front()
-        {
-            if let Some(Pending {
-                mode: Mode::Synthetic(bytes),
-                action,
-                ..
-            }) = self.queue.pop_front()
-            {
-                out.extend_from_slice(&bytes);
-                self.completed.push(Completed { action, ok: true });
+        loop {
+            match self.queue.front() {
+                Some(Pending {
+                    kind: Kind::CopyEnd,
+                    ..
+                }) => {
+                    self.queue.pop_front();
+                }
+                Some(Pending {
+                    mode: Mode::Synthetic(_),
+                    ..
+                }) => {
+                    if let Some(Pending {
+                        mode: Mode::Synthetic(bytes),
+                        action,
+                        ..
+                    }) = self.queue.pop_front()
+                    {
+                        out.extend_from_slice(&bytes);
+                        self.completed.push(Completed { action, ok: true });
+                    }
+                }
+                _ => return,
             }
         }
     }
@@ -218,6 +262,18 @@ impl Pipeline {
             }
             _ => {}
         }
+        if tag == b'E' && self.queue.is_empty() {
+            // e.g. pg_terminate_backend or idle_in_transaction_session_timeout while the client
+            // is between statements: nobody asked, so nothing is forwarded; the session reports
+            // the loss on the client's next request.
+            if let Ok(fields) = be::parse_error_fields(body) {
+                if matches!(fields.severity(), "FATAL" | "PANIC") {
+                    self.fatal = true;
+                    self.fatal_message = Some(fields.message().to_string());
+                    return Ok(());
+                }
+            }
+        }
         let Some(head) = self.queue.front() else {
             return Err(Desync {
                 tag: tag as char,
@@ -228,6 +284,8 @@ impl Pipeline {
         let forward = !swallow;
         match tag {
             b'E' => {
+                // An error ends copy mode (the server then skips to Sync in the extended protocol).
+                self.copy_in = false;
                 self.forward_error(frame, body, out);
                 if kind.ends_with_ready() {
                     self.error_in_progress = true;
@@ -248,6 +306,7 @@ impl Pipeline {
                 self.copy_in = false;
                 let ok = !std::mem::take(&mut self.error_in_progress);
                 self.complete(ok);
+                self.drain_synthetic(out);
                 self.ready_and_empty = self.queue.is_empty();
             }
             b'1' if kind == Kind::Parse => self.finish(frame, forward, out),
@@ -272,6 +331,7 @@ impl Pipeline {
             }
             b'G' if matches!(kind, Kind::Execute | Kind::Query) => {
                 self.copy_in = true;
+                self.drop_syncs_during_copy();
                 out.extend_from_slice(frame);
             }
             b'T' | b'C' | b'I' if kind == Kind::Query => {
@@ -317,6 +377,7 @@ impl Pipeline {
         match be::parse_error_fields(body) {
             Ok(mut fields) if matches!(fields.severity(), "FATAL" | "PANIC") => {
                 self.fatal = true;
+                self.fatal_message = Some(fields.message().to_string());
                 fields.set(b'S', "ERROR");
                 fields.set(b'V', "ERROR");
                 encode::error_fields(out, b'E', &fields);
@@ -431,6 +492,38 @@ mod tests {
         assert!(p.fatal);
         let fields = be::parse_error_fields(&out[5..]).unwrap();
         assert_eq!(fields.severity(), "ERROR");
+    }
+
+    #[test]
+    fn syncs_sent_during_copy_in_get_no_ready_for_query() {
+        // tokio-postgres: Bind Execute Sync, then CopyData CopyDone Sync.
+        let mut p = Pipeline::default();
+        let mut out = BytesMut::new();
+        p.push(fwd(Kind::Bind), &mut out);
+        p.push(fwd(Kind::Execute), &mut out);
+        p.push(fwd(Kind::Sync), &mut out);
+        p.handle(&msg(b'2', b""), &mut out).unwrap();
+        p.handle(&msg(b'G', b"\0\0\0"), &mut out).unwrap();
+        assert!(p.sync_ignored());
+        p.push(fwd(Kind::CopyEnd), &mut out);
+        assert!(!p.sync_ignored());
+        p.push(fwd(Kind::Sync), &mut out);
+        p.handle(&msg(b'C', b"COPY 2\0"), &mut out).unwrap();
+        p.handle(&msg(b'Z', b"I"), &mut out).unwrap();
+        assert!(p.is_empty());
+        assert!(p.ready_and_empty);
+    }
+
+    #[test]
+    fn copy_end_marker_after_simple_query_copy_is_dropped() {
+        let mut p = Pipeline::default();
+        let mut out = BytesMut::new();
+        p.push(fwd(Kind::Query), &mut out);
+        p.handle(&msg(b'G', b"\0\0\0"), &mut out).unwrap();
+        p.push(fwd(Kind::CopyEnd), &mut out);
+        p.handle(&msg(b'C', b"COPY 1\0"), &mut out).unwrap();
+        p.handle(&msg(b'Z', b"I"), &mut out).unwrap();
+        assert!(p.is_empty() && p.ready_and_empty);
     }
 
     #[test]

@@ -63,8 +63,11 @@ pub struct Session {
     pub(crate) status: TransactionStatus,
     /// The backend stays with this client (session pooling or unreplayable session state).
     pub(crate) pinned: bool,
-    /// A backend was lost while the client had a transaction open on it.
+    /// A backend was lost while the client had a transaction open on it; the message reported
+    /// on the client's next request.
     pub(crate) lost_in_transaction: Option<String>,
+    /// In a lost transaction, the portal just bound ends the transaction (extended ROLLBACK).
+    pub(crate) lost_portal_ends: bool,
     cancel: CancelRegistration,
     shutdown: watch::Receiver<bool>,
     shutting_down: bool,
@@ -97,6 +100,7 @@ impl Session {
             status: TransactionStatus::Idle,
             pinned,
             lost_in_transaction: None,
+            lost_portal_ends: false,
             cancel,
             shutdown,
             shutting_down: false,
@@ -256,10 +260,15 @@ impl Session {
             return;
         }
         if self.pipeline.fatal {
-            // The server is going away; its EOF will finish the cleanup.
-            if let Some(b) = self.backend.as_mut() {
-                b.broken = true;
-            }
+            // The server is going away: drop it now, so that a request the client pipelines
+            // right behind is not written to a dying connection.
+            let reason = self
+                .pipeline
+                .fatal_message
+                .clone()
+                .unwrap_or_else(|| "the server terminated the connection".into());
+            self.backend_lost(&reason);
+            return;
         }
         if self.pipeline.ready_and_empty && self.status == TransactionStatus::Idle && !self.pinned {
             self.release_backend();
@@ -273,16 +282,22 @@ impl Session {
             b.status = status;
         }
         if status == TransactionStatus::Idle {
-            if let Some(snapshot) = self.params_snapshot.take() {
-                if self.pipeline.saw_rollback {
-                    self.params = snapshot;
-                    if let Some(b) = self.backend.as_mut() {
-                        b.applied_params = self.params.clone();
-                    }
-                }
+            if self.pipeline.saw_rollback {
+                self.restore_params_after_rollback();
             }
+            self.params_snapshot = None;
         }
         self.pipeline.saw_rollback = false;
+    }
+
+    /// The transaction rolled back: parameters SET inside it revert.
+    pub(crate) fn restore_params_after_rollback(&mut self) {
+        if let Some(snapshot) = self.params_snapshot.take() {
+            self.params = snapshot;
+            if let Some(b) = self.backend.as_mut() {
+                b.applied_params = self.params.clone();
+            }
+        }
     }
 
     /// Bookkeeping for answered requests.
@@ -325,12 +340,16 @@ impl Session {
         self.pipeline.completed = done;
     }
 
+    /// Applies a succeeded statement's session effects. `self.status` is still the status from
+    /// before it ran, so changes made inside a transaction keep a snapshot to restore on rollback.
     fn apply_effects(&mut self, fx: &SessionEffects) {
-        if !fx.changes.is_empty() {
-            if self.status != TransactionStatus::Idle && self.params_snapshot.is_none() {
-                self.params_snapshot = Some(self.params.clone());
-            }
-            for change in &fx.changes {
+        let in_transaction = self.status != TransactionStatus::Idle;
+        if (in_transaction && !fx.changes.is_empty()) || !fx.block_changes.is_empty() {
+            self.params_snapshot
+                .get_or_insert_with(|| self.params.clone());
+        }
+        if !fx.changes.is_empty() || !fx.block_changes.is_empty() {
+            for change in fx.changes.iter().chain(&fx.block_changes) {
                 self.params.apply(change);
             }
             if let Some(b) = self.backend.as_mut() {
@@ -375,13 +394,6 @@ impl Session {
                 "statements of one transaction must stay on one shard until cross-shard transactions are supported".into(),
             ));
         }
-        if let Some(reason) = self.lost_in_transaction.take() {
-            self.status = TransactionStatus::Idle;
-            return Err((
-                "08006",
-                format!("the transaction was rolled back: {reason}"),
-            ));
-        }
         let Some(pool) = self.ctx.pools.get(shard) else {
             return Err(("XX000", format!("no shard with index {shard}")));
         };
@@ -408,7 +420,9 @@ impl Session {
     }
 
     /// The backend failed: answer every outstanding request with an error, drop the backend,
-    /// and let the client continue on a fresh one.
+    /// and let the client continue on a fresh one. A transaction that was open is gone: the
+    /// client is left in an aborted transaction (25P02 until it ends it), as PostgreSQL would,
+    /// so that its next statements never silently run outside the transaction.
     pub(crate) fn backend_lost(&mut self, reason: &str) {
         let Some(b) = self.backend.take() else { return };
         let shard = self
@@ -422,12 +436,17 @@ impl Session {
         discard(b);
         self.bout.clear();
         let message = format!("connection to shard \"{shard}\" was lost: {reason}");
-        let mut error_sent = std::mem::take(&mut self.pipeline.fatal);
+        let mut error_sent = self.pipeline.fatal;
         let entries = self.pipeline.take_all();
-        let was_in_transaction = self.status != TransactionStatus::Idle;
-        self.status = TransactionStatus::Idle;
+        let in_transaction = self.status != TransactionStatus::Idle;
+        let after = if in_transaction {
+            TransactionStatus::Failed
+        } else {
+            TransactionStatus::Idle
+        };
+        self.status = after;
         if entries.is_empty() {
-            if was_in_transaction {
+            if in_transaction {
                 self.lost_in_transaction = Some(message);
             }
             return;
@@ -446,7 +465,7 @@ impl Session {
                 if !error_sent {
                     encode::error_response(&mut self.cout, "ERROR", "08006", &message);
                 }
-                encode::ready_for_query(&mut self.cout, TransactionStatus::Idle);
+                encode::ready_for_query(&mut self.cout, after);
                 error_sent = false;
                 group_open = false;
             } else {
