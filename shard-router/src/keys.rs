@@ -122,7 +122,7 @@ impl KeySource<'_> {
                 format,
                 type_oid,
                 cast,
-            } => param_key(ctx, key_type, value, format, type_oid, cast),
+            } => cast_param_key(ctx, key_type, value, format, type_oid, cast),
         }
     }
 }
@@ -219,7 +219,7 @@ pub fn key_from_param(
     format: i16,
     type_oid: u32,
 ) -> Result<KeyValue, KeyError> {
-    param_key(KeyContext::Compare, key_type, value, format, type_oid, None)
+    param_key(KeyContext::Compare, key_type, value, format, type_oid)
 }
 
 /// From a SQL literal: numbers (`5`, `-5`, `5.0`, `5e0`), strings (`'5'`), with an optional
@@ -254,9 +254,21 @@ pub fn literal_key(
 /// From a bind parameter: format 0 text / 1 binary; `type_oid` as declared at Parse (0 =
 /// unspecified: the key column's type; binary bigint of unknown type is read by its length
 /// 2/4/8). Accepted types: int2/int4/int8, numeric (integral values), text, varchar, bpchar,
-/// name, unknown, uuid. A cast written on the parameter (`$1::int4`) applies as in PostgreSQL:
-/// with an unspecified type the parameter takes the cast's type, else its value is cast.
+/// name, unknown, uuid.
 pub fn param_key(
+    ctx: KeyContext,
+    key_type: KeyType,
+    value: Option<&[u8]>,
+    format: i16,
+    type_oid: u32,
+) -> Result<KeyValue, KeyError> {
+    cast_param_key(ctx, key_type, value, format, type_oid, None)
+}
+
+/// [`param_key`] for a parameter written with a cast (`$1::int4`), which applies as in
+/// PostgreSQL: with an unspecified type the parameter takes the cast's type, else its value is
+/// cast.
+pub fn cast_param_key(
     ctx: KeyContext,
     key_type: KeyType,
     value: Option<&[u8]>,

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use config::Config;
 
-pub use analyze::Statement;
+pub use analyze::{CopyIn, Statement};
 pub use placement::ShardMap;
 pub use tables::{TableRule, Tables};
 

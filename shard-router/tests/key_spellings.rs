@@ -6,7 +6,7 @@ use config::{Config, KeyType, KeyValue};
 use proptest::prelude::*;
 use shard_router::copy::{row_key, CopyFormat};
 use shard_router::keys::{
-    key_from_literal, key_from_param, keys_from_array_param, literal_key, oid, param_key,
+    cast_param_key, key_from_literal, key_from_param, keys_from_array_param, literal_key, oid,
     KeyContext,
 };
 use shard_router::ShardMap;
@@ -137,7 +137,7 @@ proptest! {
         add!("binary int8".into(), key_from_param(b, Some(&v.to_be_bytes()), 1, oid::INT8));
         add!("binary untyped 8".into(), key_from_param(b, Some(&v.to_be_bytes()), 1, 0));
         add!("binary numeric".into(), key_from_param(b, Some(&numeric_binary(v)), 1, oid::NUMERIC));
-        add!("param cast".into(), param_key(KeyContext::Compare, b, Some(t.as_bytes()), 0, 0, Some("bigint")));
+        add!("param cast".into(), cast_param_key(KeyContext::Compare, b, Some(t.as_bytes()), 0, 0, Some("bigint")));
         if let Ok(v4) = i32::try_from(v) {
             add!("text int4".into(), key_from_param(b, Some(t.as_bytes()), 0, oid::INT4));
             add!("binary int4".into(), key_from_param(b, Some(&v4.to_be_bytes()), 1, oid::INT4));
@@ -230,7 +230,7 @@ proptest! {
     ) {
         for kt in [KeyType::Bigint, KeyType::Text, KeyType::Uuid] {
             for ctx in [KeyContext::Compare, KeyContext::Assign] {
-                let _ = param_key(ctx, kt, Some(&bytes), format, oid, cast);
+                let _ = cast_param_key(ctx, kt, Some(&bytes), format, oid, cast);
                 let _ = literal_key(ctx, kt, &text, is_string, cast);
             }
             let _ = keys_from_array_param(kt, Some(&bytes), format, oid);

@@ -74,6 +74,8 @@ pub struct BackendConn {
     pub stream: TcpStream,
     /// Bytes read from the server not yet processed.
     pub read_buf: BytesMut,
+    /// Bytes for the server not yet written.
+    pub write_buf: BytesMut,
     /// Where to send cancel requests for this connection.
     pub cancel_key: CancelKey,
     /// ParameterStatus values the server sent at startup.
@@ -123,6 +125,7 @@ impl BackendConn {
         let mut conn = BackendConn {
             stream,
             read_buf: BytesMut::with_capacity(16 * 1024),
+            write_buf: BytesMut::with_capacity(4 * 1024),
             cancel_key: CancelKey {
                 addr: peer,
                 process_id: 0,

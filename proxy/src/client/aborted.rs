@@ -16,11 +16,6 @@ const ABORTED: &str =
     "current transaction is aborted, commands ignored until end of transaction block";
 
 impl Session {
-    /// True when the client's open transaction lost its backend.
-    pub(crate) fn in_lost_transaction(&self) -> bool {
-        self.backend.is_none() && self.status != TransactionStatus::Idle
-    }
-
     /// The error for a statement in the lost transaction: first the loss itself, then 25P02.
     fn lost_error(&mut self) -> (&'static str, String) {
         match self.lost_in_transaction.take() {
@@ -126,6 +121,7 @@ impl Session {
 
     fn end_lost_transaction(&mut self) {
         self.status = TransactionStatus::Idle;
+        self.lost = false;
         self.lost_in_transaction = None;
         // The SETs of the lost transaction were rolled back with it.
         self.restore_params_after_rollback();

@@ -1,17 +1,18 @@
-//! What the session does with each client message: route, attach a backend, rewrite statement
-//! names, and queue the expected answers.
+//! What the session does with each client message: simple-protocol queries, Sync, Close, COPY
+//! data and function calls here; Parse/Bind/Describe/Execute in `extended`.
 
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
+use shard_router::{Router, StatementKind};
 
-use super::pipeline::{Action, Kind, Mode, Pending};
+use super::fanout::FanOut;
+use super::pipeline::{Action, Kind, Mode, Owed, Pending};
+use super::routing::Targets;
 use super::session::{Session, Stop};
-use super::statements::StmtDef;
+use crate::protocol::backend::TransactionStatus;
 use crate::protocol::encode;
-use crate::protocol::frontend::{
-    Bind, Close, Describe, Execute, FrontendMessage, Parse, Query, Target,
-};
+use crate::protocol::frontend::{Close, FrontendMessage, Query, Target};
 
 impl Session {
     /// Handles one decoded client message.
@@ -21,7 +22,7 @@ impl Session {
         {
             return Ok(());
         }
-        if self.in_lost_transaction() {
+        if self.lost {
             return self.on_message_in_lost_transaction(msg);
         }
         match msg {
@@ -33,17 +34,12 @@ impl Session {
             FrontendMessage::Close(c) => self.on_close(c),
             FrontendMessage::Sync => self.on_sync(),
             FrontendMessage::Flush => {
-                if self.backend.is_some() {
-                    encode::flush(&mut self.bout);
+                for (_, b) in self.backends.iter_mut() {
+                    encode::flush(&mut b.write_buf);
                 }
             }
             FrontendMessage::Terminate => return Err(Stop::Client),
-            FrontendMessage::CopyData(raw) => {
-                // Outside COPY the server ignores these too.
-                if self.backend.is_some() {
-                    self.bout.extend_from_slice(&raw);
-                }
-            }
+            FrontendMessage::CopyData(raw) => self.copy_to_backends(&raw),
             FrontendMessage::CopyFail(raw) => self.on_copy_end(&raw),
             FrontendMessage::CopyDone => self.on_copy_end(b"c\0\0\0\x04"),
             FrontendMessage::FunctionCall(raw) => self.on_function_call(raw).await,
@@ -77,42 +73,50 @@ impl Session {
         self.skip_until_sync = true;
     }
 
+    /// Queues an answer the proxy makes itself.
     pub(crate) fn push_synthetic(&mut self, kind: Kind, bytes: Bytes) {
         self.pipeline.push(
             Pending {
                 kind,
                 mode: Mode::Synthetic(bytes),
                 action: Action::None,
+                owed: Owed::Nobody,
             },
             &mut self.cout,
         );
     }
 
-    fn push_forward(&mut self, kind: Kind, action: Action) {
+    /// Queues a request forwarded to `shards` (merged when several).
+    pub(crate) fn push_forward(&mut self, kind: Kind, action: Action, shards: &[usize]) {
+        let owed = match shards {
+            [one] => Owed::One(*one),
+            many => Owed::Many(Box::new(FanOut::new(many.iter().copied()))),
+        };
         self.pipeline.push(
             Pending {
                 kind,
                 mode: Mode::Forward,
                 action,
+                owed,
             },
             &mut self.cout,
         );
     }
 
-    /// The shard a statement text runs on, or the router's refusal.
-    fn route(&self, sql: &str) -> Result<usize, (&'static str, String)> {
-        let router = self.ctx.router.load();
-        let plan = router.route_sql(sql).map_err(|e| (e.code, e.message))?;
-        match plan.shards(self.ctx.pools.len()).as_slice() {
-            [one] => Ok(*one),
-            _ => Err((
-                "0A000",
-                format!(
-                    "statement spans several shards ({}), which is not supported yet",
-                    plan.reason
-                ),
-            )),
+    /// Attaches every backend of `shards`.
+    pub(crate) async fn ensure_backends(
+        &mut self,
+        shards: &[usize],
+    ) -> Result<(), (&'static str, String)> {
+        for &s in shards {
+            self.ensure_backend(s).await?;
         }
+        Ok(())
+    }
+
+    /// The live router.
+    pub(crate) fn router(&self) -> Arc<Router> {
+        self.ctx.router.load_full()
     }
 
     async fn on_query(&mut self, q: Query) {
@@ -129,213 +133,87 @@ impl Session {
             }
         }
         let effects = super::params::analyze(sql);
-        let shard = match self.route(sql) {
-            Ok(s) => s,
-            Err((code, message)) => return self.query_error(code, &message),
+        let router = self.router();
+        let targets = if router.tables().is_empty() {
+            // Nothing is sharded: everything lives on the default shard.
+            Targets::One(0)
+        } else {
+            let routed = router.prepare(sql).and_then(|stmt| {
+                router
+                    .plan(&stmt, &Default::default())
+                    .map(|plan| (stmt, plan))
+            });
+            let (stmt, plan) = match routed {
+                Ok(r) => r,
+                Err(e) => return self.query_error(e.code, &e.message),
+            };
+            let single = stmt.statement_kinds().len() == 1;
+            if single && self.lazy_transaction_control(plan.kind, sql) {
+                return;
+            }
+            match self.resolve(&plan, &stmt, !effects.is_empty()) {
+                Ok(t) => t,
+                Err((code, message)) => return self.query_error(code, &message),
+            }
         };
-        if let Err((code, message)) = self.ensure_backend(shard).await {
+        let shards = targets.shards();
+        if let Err((code, message)) = self.ensure_backends(&shards).await {
             return self.query_error(code, &message);
         }
-        self.bout.extend_from_slice(&q.raw);
-        if let Some(b) = self.backend.as_mut() {
+        for (i, &s) in shards.iter().enumerate() {
+            let Some(b) = self.backends.get_mut(s) else {
+                continue;
+            };
+            match &targets {
+                Targets::Split(parts) => {
+                    if let Some(part) = parts.get(i) {
+                        encode::query(&mut b.write_buf, &part.sql);
+                    }
+                }
+                _ => b.write_buf.extend_from_slice(&q.raw),
+            }
             b.unnamed = None; // a simple Query destroys the unnamed statement
         }
         self.stmts.unnamed = None;
+        self.copy_targets = shards.clone();
         let action = if effects.is_empty() {
             Action::None
         } else {
             Action::Effects(Box::new(effects))
         };
-        self.push_forward(Kind::Query, action);
+        self.push_forward(Kind::Query, action, &shards);
     }
 
-    async fn on_parse(&mut self, p: Parse) {
-        if !p.name.is_empty() && self.stmts.contains(&p.name) {
-            let message = format!("prepared statement \"{}\" already exists", p.name);
-            return self.extended_error(Kind::Parse, "42P05", &message);
+    /// BEGIN opens the transaction lazily: each shard joins it when first used, so a
+    /// transaction stays on the shards it touches. COMMIT/ROLLBACK with no shard joined yet are
+    /// answered here. Returns true when the statement was answered.
+    fn lazy_transaction_control(&mut self, kind: StatementKind, sql: &str) -> bool {
+        if !self.backends.is_empty() {
+            return false;
         }
-        // Drivers using the extended protocol re-send the same unnamed Parse every time: reuse
-        // the client's current definition instead of going through the shared registry.
-        let def = match &self.stmts.unnamed {
-            Some(d)
-                if p.name.is_empty() && d.query == p.query() && d.param_types == p.param_types =>
-            {
-                d.clone()
+        let (tag, status) = match (kind, self.status) {
+            (StatementKind::Begin, TransactionStatus::Idle) => {
+                self.txn_begin = Some(sql.trim().trim_end_matches(';').to_string() + ";");
+                ("BEGIN", TransactionStatus::InBlock)
             }
-            _ => self.ctx.statements.intern(p.query(), &p.param_types),
-        };
-        if self.backend.is_none() && def.is_validated() {
-            // A server already accepted this text: answer now and prepare it lazily where the
-            // Bind runs. Taking a backend just to re-check it could wait behind another client
-            // of the same single-threaded program that holds the last backend (pgbench -j 1).
-            self.stmts.insert(&p.name, def);
-            let mut bytes = BytesMut::with_capacity(5);
-            encode::parse_complete(&mut bytes);
-            return self.push_synthetic(Kind::Parse, bytes.freeze());
-        }
-        let shard = match self.route(p.query()) {
-            Ok(s) => s,
-            Err((code, message)) => return self.extended_error(Kind::Parse, code, &message),
-        };
-        if let Err((code, message)) = self.ensure_backend(shard).await {
-            return self.extended_error(Kind::Parse, code, &message);
-        }
-        self.stmts.insert(&p.name, def.clone());
-        let Some(b) = self.backend.as_mut() else {
-            return;
-        };
-        if p.name.is_empty() {
-            self.bout.extend_from_slice(&p.raw);
-            b.unnamed = Some(def.id);
-            self.push_forward(
-                Kind::Parse,
-                Action::Parsed {
-                    def: def.clone(),
-                    unnamed: true,
-                    client_name: Some(String::new()),
-                },
-            );
-        } else if b.prepared.contains(&def.id) {
-            let mut bytes = BytesMut::with_capacity(5);
-            encode::parse_complete(&mut bytes);
-            self.push_synthetic(Kind::Parse, bytes.freeze());
-        } else {
-            self.bout.extend_from_slice(&def.parse_message);
-            b.prepared.insert(def.id);
-            self.push_forward(
-                Kind::Parse,
-                Action::Parsed {
-                    def: def.clone(),
-                    unnamed: false,
-                    client_name: Some(p.name),
-                },
-            );
-        }
-    }
-
-    /// Makes sure the attached backend has `def` (named or as its unnamed statement), injecting
-    /// a Parse whose answer the client never sees.
-    fn ensure_prepared(&mut self, def: &Arc<StmtDef>, unnamed: bool) {
-        let Some(b) = self.backend.as_mut() else {
-            return;
-        };
-        if unnamed {
-            if b.unnamed == Some(def.id) {
-                return;
+            (StatementKind::Commit, TransactionStatus::InBlock) => {
+                ("COMMIT", TransactionStatus::Idle)
             }
-            encode::parse(&mut self.bout, "", &def.query, &def.param_types);
-            b.unnamed = Some(def.id);
-        } else {
-            if b.prepared.contains(&def.id) {
-                return;
+            (StatementKind::Commit | StatementKind::Rollback, TransactionStatus::Failed)
+            | (StatementKind::Rollback, TransactionStatus::InBlock) => {
+                ("ROLLBACK", TransactionStatus::Idle)
             }
-            self.bout.extend_from_slice(&def.parse_message);
-            b.prepared.insert(def.id);
-        }
-        self.pipeline.push(
-            Pending {
-                kind: Kind::Parse,
-                mode: Mode::Swallow,
-                action: Action::Parsed {
-                    def: def.clone(),
-                    unnamed,
-                    client_name: None,
-                },
-            },
-            &mut self.cout,
-        );
-    }
-
-    /// Resolves a client statement name, or queues the "does not exist" error.
-    fn lookup_statement(&mut self, name: &str, kind: Kind) -> Option<Arc<StmtDef>> {
-        let found = self.stmts.get(name).cloned();
-        if found.is_none() {
-            let message = if name.is_empty() {
-                "unnamed prepared statement does not exist".to_string()
-            } else {
-                format!("prepared statement \"{name}\" does not exist")
-            };
-            self.extended_error(kind, "26000", &message);
-        }
-        found
-    }
-
-    async fn on_bind(&mut self, b: Bind) {
-        let Some(def) = self.lookup_statement(&b.statement, Kind::Bind) else {
-            return;
+            _ => return false,
         };
-        let shard = match self.route(&def.query) {
-            Ok(s) => s,
-            Err((code, message)) => return self.extended_error(Kind::Bind, code, &message),
-        };
-        if let Err((code, message)) = self.ensure_backend(shard).await {
-            return self.extended_error(Kind::Bind, code, &message);
+        if status == TransactionStatus::Idle {
+            self.txn_begin = None;
         }
-        let unnamed = b.statement.is_empty();
-        self.ensure_prepared(&def, unnamed);
-        if unnamed {
-            self.bout.extend_from_slice(&b.raw);
-        } else {
-            b.write_with_statement(&mut self.bout, &def.server_name);
-        }
-        if def.effects.is_empty() {
-            if !self.portal_effects.is_empty() {
-                self.portal_effects.remove(&b.portal);
-            }
-        } else {
-            self.portal_effects
-                .insert(b.portal.clone(), Box::new(def.effects.clone()));
-        }
-        self.push_forward(Kind::Bind, Action::None);
-    }
-
-    async fn on_describe(&mut self, d: Describe) {
-        match d.target {
-            Target::Statement => {
-                let Some(def) = self.lookup_statement(&d.name, Kind::DescribeStatement) else {
-                    return;
-                };
-                let shard = match self.route(&def.query) {
-                    Ok(s) => s,
-                    Err((code, message)) => {
-                        return self.extended_error(Kind::DescribeStatement, code, &message)
-                    }
-                };
-                if let Err((code, message)) = self.ensure_backend(shard).await {
-                    return self.extended_error(Kind::DescribeStatement, code, &message);
-                }
-                let unnamed = d.name.is_empty();
-                self.ensure_prepared(&def, unnamed);
-                let server_name = if unnamed {
-                    ""
-                } else {
-                    def.server_name.as_str()
-                };
-                encode::describe(&mut self.bout, Target::Statement, server_name);
-                self.push_forward(Kind::DescribeStatement, Action::None);
-            }
-            Target::Portal => {
-                if self.backend.is_none() {
-                    let message = format!("portal \"{}\" does not exist", d.name);
-                    return self.extended_error(Kind::DescribePortal, "34000", &message);
-                }
-                self.bout.extend_from_slice(&d.raw);
-                self.push_forward(Kind::DescribePortal, Action::None);
-            }
-        }
-    }
-
-    fn on_execute(&mut self, e: Execute) {
-        if self.backend.is_none() {
-            let message = format!("portal \"{}\" does not exist", e.portal);
-            return self.extended_error(Kind::Execute, "34000", &message);
-        }
-        self.bout.extend_from_slice(&e.raw);
-        let action = match self.portal_effects.get(&e.portal) {
-            Some(fx) => Action::Effects(fx.clone()),
-            None => Action::None,
-        };
-        self.push_forward(Kind::Execute, action);
+        self.status = status;
+        let mut bytes = BytesMut::new();
+        encode::command_complete(&mut bytes, tag);
+        encode::ready_for_query(&mut bytes, status);
+        self.push_synthetic(Kind::Query, bytes.freeze());
+        true
     }
 
     fn on_close(&mut self, c: Close) {
@@ -349,49 +227,88 @@ impl Session {
                 self.push_synthetic(Kind::Close, bytes.freeze());
             }
             Target::Portal => {
-                self.portal_effects.remove(&c.name);
-                if self.backend.is_some() {
-                    self.bout.extend_from_slice(&c.raw);
-                    self.push_forward(Kind::Close, Action::None);
-                } else {
+                let shards: Vec<usize> = self
+                    .portals
+                    .remove(&c.name)
+                    .map(|r| r.shards)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|s| self.backends.has(*s))
+                    .collect();
+                if shards.is_empty() {
                     let mut bytes = BytesMut::with_capacity(5);
                     encode::close_complete(&mut bytes);
-                    self.push_synthetic(Kind::Close, bytes.freeze());
+                    return self.push_synthetic(Kind::Close, bytes.freeze());
                 }
+                for &s in &shards {
+                    if let Some(b) = self.backends.get_mut(s) {
+                        b.write_buf.extend_from_slice(&c.raw);
+                    }
+                }
+                self.push_forward(Kind::Close, Action::None, &shards);
             }
-        }
-    }
-
-    fn on_copy_end(&mut self, raw: &[u8]) {
-        if self.backend.is_some() {
-            self.bout.extend_from_slice(raw);
-            self.push_forward(Kind::CopyEnd, Action::None);
         }
     }
 
     fn on_sync(&mut self) {
         self.skip_until_sync = false;
-        if self.backend.is_some() && self.pipeline.sync_ignored() {
-            // The server is in copy-in mode and ignores Sync; so must we.
-            encode::sync(&mut self.bout);
-            return;
-        }
-        if self.backend.is_some() {
-            encode::sync(&mut self.bout);
-            self.push_forward(Kind::Sync, Action::None);
-        } else {
+        let shards = self.backends.shards();
+        if shards.is_empty() {
             let mut bytes = BytesMut::with_capacity(6);
             encode::ready_for_query(&mut bytes, self.status);
-            self.push_synthetic(Kind::Sync, bytes.freeze());
+            return self.push_synthetic(Kind::Sync, bytes.freeze());
         }
+        let ignored = self.pipeline.sync_ignored();
+        for &s in &shards {
+            if let Some(b) = self.backends.get_mut(s) {
+                encode::sync(&mut b.write_buf);
+            }
+        }
+        if !ignored {
+            // (in copy-in mode the server ignores Sync; so must we)
+            self.push_forward(Kind::Sync, Action::None, &shards);
+        }
+    }
+
+    /// COPY data goes to the shards the COPY statement went to (all of them for a reference
+    /// table; outside COPY the server ignores it, as do we).
+    fn copy_to_backends(&mut self, raw: &[u8]) {
+        let targets = if self.copy_targets.is_empty() {
+            self.backends.shards()
+        } else {
+            self.copy_targets.clone()
+        };
+        for s in targets {
+            if let Some(b) = self.backends.get_mut(s) {
+                b.write_buf.extend_from_slice(raw);
+            }
+        }
+    }
+
+    fn on_copy_end(&mut self, raw: &[u8]) {
+        if self.backends.is_empty() {
+            return;
+        }
+        self.copy_to_backends(raw);
+        self.pipeline.push(
+            Pending {
+                kind: Kind::CopyEnd,
+                mode: Mode::Forward,
+                action: Action::None,
+                owed: Owed::Nobody,
+            },
+            &mut self.cout,
+        );
     }
 
     async fn on_function_call(&mut self, raw: Bytes) {
         if let Err((code, message)) = self.ensure_backend(0).await {
             return self.query_error(code, &message);
         }
-        self.bout.extend_from_slice(&raw);
-        self.push_forward(Kind::FunctionCall, Action::None);
+        if let Some(b) = self.backends.get_mut(0) {
+            b.write_buf.extend_from_slice(&raw);
+        }
+        self.push_forward(Kind::FunctionCall, Action::None, &[0]);
     }
 }
 

@@ -2,9 +2,13 @@
 //! `session` runs the request/response loop against pooled backends.
 
 pub mod aborted;
+pub mod backends;
+pub mod extended;
+pub mod fanout;
 pub mod messages;
 pub mod params;
 pub mod pipeline;
+pub mod routing;
 pub mod session;
 pub mod startup;
 pub mod statements;

@@ -1,19 +1,19 @@
-//! The ordered queue of requests sent to a backend and not yet answered.
+//! The ordered queue of requests sent to backends and not yet answered.
 //!
-//! Every message the session sends (or answers itself) gets an entry, in order. Each backend
-//! message is matched to the entry at the head: forwarded to the client, swallowed (answers to
-//! messages the proxy injected, such as a lazy re-Parse or a SET), or completes the entry.
-//! Synthetic entries (answers the proxy makes itself, e.g. ParseComplete for a statement the
-//! backend already has) are emitted exactly when they reach the head, so the client sees answers
-//! in the order it asked. After an error in the extended protocol, entries up to the next Sync
-//! are dropped, exactly as PostgreSQL skips those messages.
+//! Every message the session sends (or answers itself) gets an entry, in order, saying who owes
+//! its answer: nobody (a synthetic answer the proxy makes, e.g. ParseComplete for a statement
+//! the backend already has), one shard, or several shards (a fan-out whose answers are merged).
+//! Only the owner of the head entry is read, so answers reach the client in the order it asked.
+//! Answers to messages the proxy injected (a lazy re-Parse, SETs, BEGIN) are swallowed. After an
+//! error in the extended protocol a backend skips everything up to its Sync, exactly as
+//! PostgreSQL does, and the client sees nothing more until that Sync's ReadyForQuery.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
-use std::sync::Arc;
-
+use super::fanout::FanOut;
 use super::params::SessionEffects;
 use super::statements::StmtDef;
 use crate::protocol::backend::{self as be, TransactionStatus};
@@ -62,16 +62,61 @@ pub enum Mode {
     Synthetic(Bytes),
 }
 
+/// Who owes the answer to an entry.
+#[derive(Debug)]
+pub enum Owed {
+    /// Nobody (synthetic entries and copy-end markers).
+    Nobody,
+    /// One shard's backend.
+    One(usize),
+    /// Several shards, merged.
+    Many(Box<FanOut>),
+}
+
+impl Owed {
+    /// The shard to read next for this entry.
+    fn reader(&self) -> Option<usize> {
+        match self {
+            Owed::Nobody => None,
+            Owed::One(s) => Some(*s),
+            Owed::Many(f) => f.pending.front().copied(),
+        }
+    }
+
+    /// Forgets `shard` (it will not answer); true when nobody owes anything any more.
+    fn drop_shard(&mut self, shard: usize) -> bool {
+        match self {
+            Owed::Nobody => true,
+            Owed::One(s) => *s == shard,
+            Owed::Many(f) => {
+                f.pending.retain(|s| *s != shard);
+                f.pending.is_empty()
+            }
+        }
+    }
+
+    fn includes(&self, shard: usize) -> bool {
+        match self {
+            Owed::Nobody => false,
+            Owed::One(s) => *s == shard,
+            Owed::Many(f) => f.pending.contains(&shard),
+        }
+    }
+}
+
 /// Bookkeeping to do once an entry is answered.
 #[derive(Debug, Clone, Default)]
 pub enum Action {
     /// Nothing.
     #[default]
     None,
-    /// A Parse of `def` was sent: mark it validated, or undo the optimistic bookkeeping.
+    /// A Parse of `def` was sent to `shard`: mark it validated, or undo the optimistic
+    /// bookkeeping.
     Parsed {
         /// the statement
         def: Arc<StmtDef>,
+        /// the backend it was sent to
+        shard: usize,
         /// the unnamed statement (else the proxy-named `_sp<id>`)
         unnamed: bool,
         /// client name to forget on failure (client-issued named Parse)
@@ -79,8 +124,8 @@ pub enum Action {
     },
     /// Apply these session effects if the statement succeeded.
     Effects(Box<SessionEffects>),
-    /// Injected SETs that bring the backend's parameters in line; failure breaks the backend.
-    ParamSync,
+    /// Injected SETs that bring this shard's backend in line; failure breaks the backend.
+    ParamSync(usize),
 }
 
 /// An entry of the queue.
@@ -92,6 +137,8 @@ pub struct Pending {
     pub mode: Mode,
     /// Bookkeeping on completion.
     pub action: Action,
+    /// Who answers.
+    pub owed: Owed,
 }
 
 /// A finished entry and whether it succeeded.
@@ -117,18 +164,22 @@ pub struct Desync {
 #[derive(Debug, Default)]
 pub struct Pipeline {
     queue: VecDeque<Pending>,
-    /// An error arrived for the current Query/Sync (its ReadyForQuery completes it as failed).
+    /// An error arrived for the current single-shard Query/Sync (its ReadyForQuery completes
+    /// it as failed).
     error_in_progress: bool,
+    /// An error was reported in the current Sync group: nothing more reaches the client until
+    /// that Sync's ReadyForQuery.
+    suppress: bool,
     /// Entries answered since the session last drained this list.
     pub completed: Vec<Completed>,
-    /// Status from the latest ReadyForQuery.
+    /// Status from the latest ReadyForQuery sent to the client.
     pub status: Option<TransactionStatus>,
+    /// Per-shard statuses from ReadyForQuery messages since the session last drained this list.
+    pub shard_status: Vec<(usize, TransactionStatus)>,
     /// The latest ReadyForQuery completed the queue (a transaction boundary for pooling).
     pub ready_and_empty: bool,
-    /// The server sent a FATAL error: it will close the connection.
-    pub fatal: bool,
-    /// The FATAL error's message.
-    pub fatal_message: Option<String>,
+    /// A server sent a FATAL error: it will close the connection.
+    pub fatal: Option<(usize, String)>,
     /// The server is in COPY FROM STDIN mode, waiting for the client's data.
     pub copy_in: bool,
     /// A command tag "ROLLBACK" was seen since the last ReadyForQuery.
@@ -148,17 +199,22 @@ impl Pipeline {
         self.queue.is_empty()
     }
 
-    /// True if the queue still expects a ReadyForQuery (a Sync or Query is outstanding).
-    pub fn awaits_ready(&self) -> bool {
-        self.queue.iter().any(|p| p.kind.ends_with_ready())
+    /// The shard whose backend must be read next (the head entry's owner).
+    pub fn reader(&self) -> Option<usize> {
+        self.queue.front().and_then(|p| p.owed.reader())
     }
 
-    /// Empties the queue (backend lost); returns the entries.
+    /// True if any pending entry waits for `shard`.
+    pub fn waits_for(&self, shard: usize) -> bool {
+        self.queue.iter().any(|p| p.owed.includes(shard))
+    }
+
+    /// Empties the queue (backends lost); returns the entries.
     pub fn take_all(&mut self) -> Vec<Pending> {
         self.error_in_progress = false;
+        self.suppress = false;
         self.copy_in = false;
-        self.fatal = false;
-        self.fatal_message = None;
+        self.fatal = None;
         self.queue.drain(..).collect()
     }
 
@@ -171,13 +227,12 @@ impl Pipeline {
     /// The server entered copy-in mode for the head entry: it ignores the Syncs the client sent
     /// after that Execute and before ending the copy, so they get no ReadyForQuery.
     fn drop_syncs_during_copy(&mut self) {
-        let end = self
+        let mut end = self
             .queue
             .iter()
             .position(|p| p.kind == Kind::CopyEnd)
             .unwrap_or(self.queue.len());
         let mut i = 1;
-        let mut end = end;
         while i < end {
             if self.queue.get(i).is_some_and(|p| p.kind == Kind::Sync) {
                 self.queue.remove(i);
@@ -208,7 +263,9 @@ impl Pipeline {
                         ..
                     }) = self.queue.pop_front()
                     {
-                        out.extend_from_slice(&bytes);
+                        if !self.suppress {
+                            out.extend_from_slice(&bytes);
+                        }
                         self.completed.push(Completed { action, ok: true });
                     }
                 }
@@ -226,19 +283,34 @@ impl Pipeline {
         }
     }
 
-    /// After an extended-protocol error the server ignores everything up to Sync.
-    fn skip_to_sync(&mut self) {
-        while let Some(p) = self.queue.front() {
-            if p.kind == Kind::Sync {
+    /// `shard` reported an error in the extended protocol: it skips everything up to its own
+    /// Sync, so it owes nothing for those entries; synthetic answers in between are dropped.
+    fn skip_to_sync(&mut self, shard: usize) {
+        let mut i = 0;
+        while i < self.queue.len() {
+            let Some(p) = self.queue.get_mut(i) else {
+                break;
+            };
+            if p.kind == Kind::Sync && (p.owed.includes(shard) || matches!(p.owed, Owed::Nobody)) {
                 break;
             }
-            self.complete(false);
+            let synthetic = matches!(p.mode, Mode::Synthetic(_));
+            if synthetic || (p.owed.includes(shard) && p.owed.drop_shard(shard)) {
+                if let Some(p) = self.queue.remove(i) {
+                    self.completed.push(Completed {
+                        action: p.action,
+                        ok: false,
+                    });
+                }
+            } else {
+                i += 1;
+            }
         }
     }
 
-    /// Handles one complete backend message `frame` (tag + length + body); appends what the
-    /// client must see to `out`.
-    pub fn handle(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<(), Desync> {
+    /// Handles one complete message `frame` (tag + length + body) from `shard`'s backend;
+    /// appends what the client must see to `out`.
+    pub fn handle(&mut self, shard: usize, frame: &[u8], out: &mut BytesMut) -> Result<(), Desync> {
         let tag = frame.first().copied().unwrap_or(0);
         let body = frame.get(5..).unwrap_or(&[]);
         let swallow = matches!(
@@ -262,52 +334,60 @@ impl Pipeline {
             }
             _ => {}
         }
-        if tag == b'E' && self.queue.is_empty() {
-            // e.g. pg_terminate_backend or idle_in_transaction_session_timeout while the client
-            // is between statements: nobody asked, so nothing is forwarded; the session reports
-            // the loss on the client's next request.
+        if tag == b'E' && self.reader() != Some(shard) {
+            // e.g. pg_terminate_backend while the client is between statements: nobody asked,
+            // so nothing is forwarded; the session reports the loss on the next request.
             if let Ok(fields) = be::parse_error_fields(body) {
                 if matches!(fields.severity(), "FATAL" | "PANIC") {
-                    self.fatal = true;
-                    self.fatal_message = Some(fields.message().to_string());
+                    self.fatal = Some((shard, fields.message().to_string()));
                     return Ok(());
                 }
             }
         }
-        let Some(head) = self.queue.front() else {
+        let Some(head) = self.queue.front_mut() else {
             return Err(Desync {
                 tag: tag as char,
                 expecting: "nothing".into(),
             });
         };
+        if head.owed.reader() != Some(shard) {
+            return Err(Desync {
+                tag: tag as char,
+                expecting: format!("another shard's answer to {:?}", head.kind),
+            });
+        }
         let kind = head.kind;
-        let forward = !swallow;
+        let forward = !swallow && !self.suppress;
+        if let Owed::Many(_) = head.owed {
+            return self.handle_fanout(shard, kind, tag, frame, body, swallow, out);
+        }
         match tag {
             b'E' => {
                 // An error ends copy mode (the server then skips to Sync in the extended protocol).
                 self.copy_in = false;
-                self.forward_error(frame, body, out);
+                if !self.suppress {
+                    self.forward_error(shard, frame, body, out);
+                }
                 if kind.ends_with_ready() {
                     self.error_in_progress = true;
                 } else {
                     self.complete(false);
-                    self.skip_to_sync();
+                    self.skip_to_sync(shard);
+                    self.suppress = true;
                 }
             }
             b'Z' if kind.ends_with_ready() => {
-                let status = be::parse_ready_for_query(body).map_err(|_| Desync {
-                    tag: 'Z',
-                    expecting: "a valid ReadyForQuery".into(),
-                })?;
-                if forward {
+                let status = parse_ready(body)?;
+                self.shard_status.push((shard, status));
+                if !swallow {
                     out.extend_from_slice(frame);
+                    self.status = Some(status);
                 }
-                self.status = Some(status);
                 self.copy_in = false;
                 let ok = !std::mem::take(&mut self.error_in_progress);
                 self.complete(ok);
-                self.drain_synthetic(out);
-                self.ready_and_empty = self.queue.is_empty();
+                self.after_ready(kind, out);
+                return Ok(());
             }
             b'1' if kind == Kind::Parse => self.finish(frame, forward, out),
             b'2' if kind == Kind::Bind => self.finish(frame, forward, out),
@@ -336,9 +416,6 @@ impl Pipeline {
             }
             b'T' | b'C' | b'I' if kind == Kind::Query => {
                 self.note_tag(tag, body);
-                if tag == b'C' {
-                    self.copy_in = false;
-                }
                 if forward {
                     out.extend_from_slice(frame);
                 }
@@ -350,6 +427,166 @@ impl Pipeline {
                     expecting: format!("{kind:?}"),
                 })
             }
+        }
+        self.drain_synthetic(out);
+        Ok(())
+    }
+
+    /// After a ReadyForQuery completed an entry: a Sync ends error suppression, and the next
+    /// group's synthetic answers may go out.
+    fn after_ready(&mut self, kind: Kind, out: &mut BytesMut) {
+        if kind == Kind::Sync || kind == Kind::Query {
+            self.suppress = false;
+        }
+        self.drain_synthetic(out);
+        self.ready_and_empty = self.queue.is_empty();
+    }
+
+    /// A message from one of several shards answering the head entry.
+    #[allow(clippy::too_many_arguments)]
+    fn handle_fanout(
+        &mut self,
+        shard: usize,
+        kind: Kind,
+        tag: u8,
+        frame: &[u8],
+        body: &[u8],
+        swallow: bool,
+        out: &mut BytesMut,
+    ) -> Result<(), Desync> {
+        let forward = !swallow && !self.suppress;
+        let Some(Pending {
+            owed: Owed::Many(f),
+            ..
+        }) = self.queue.front_mut()
+        else {
+            return Ok(());
+        };
+        let mut shard_done = false;
+        match tag {
+            b'E' => {
+                self.copy_in = false;
+                let first = !f.failed && !self.suppress;
+                f.failed = true;
+                if first {
+                    match be::parse_error_fields(body) {
+                        Ok(mut fields) if matches!(fields.severity(), "FATAL" | "PANIC") => {
+                            self.fatal = Some((shard, fields.message().to_string()));
+                            fields.set(b'S', "ERROR");
+                            fields.set(b'V', "ERROR");
+                            encode::error_fields(out, b'E', &fields);
+                        }
+                        _ => out.extend_from_slice(frame),
+                    }
+                } else if let Ok(fields) = be::parse_error_fields(body) {
+                    if matches!(fields.severity(), "FATAL" | "PANIC") {
+                        self.fatal = Some((shard, fields.message().to_string()));
+                    }
+                }
+                if !kind.ends_with_ready() {
+                    shard_done = true;
+                }
+            }
+            b'Z' if kind.ends_with_ready() => {
+                let status = parse_ready(body)?;
+                f.note_status(status);
+                self.shard_status.push((shard, status));
+                shard_done = true;
+            }
+            b'T' if matches!(kind, Kind::Query | Kind::Execute) => {
+                if !f.described && forward && !f.failed {
+                    out.extend_from_slice(frame);
+                }
+                f.described = true;
+            }
+            b'G' | b'H' if matches!(kind, Kind::Query | Kind::Execute) => {
+                if tag == b'G' {
+                    self.copy_in = true;
+                }
+                if !f.described && !f.failed {
+                    out.extend_from_slice(frame);
+                }
+                f.described = true;
+            }
+            b'D' | b'd' if matches!(kind, Kind::Query | Kind::Execute) => {
+                if forward && !f.failed {
+                    out.extend_from_slice(frame);
+                }
+            }
+            b'c' if matches!(kind, Kind::Query | Kind::Execute) => {
+                // one CopyDone for the client, after the last shard's data
+                if f.pending.len() == 1 && forward && !f.failed {
+                    out.extend_from_slice(frame);
+                }
+            }
+            b'C' if matches!(kind, Kind::Query | Kind::Execute) => {
+                self.copy_in = false;
+                if body.starts_with(b"ROLLBACK") {
+                    self.saw_rollback = true;
+                }
+                let text =
+                    std::str::from_utf8(body.strip_suffix(b"\0").unwrap_or(body)).unwrap_or("");
+                f.note_tag(text);
+                if kind == Kind::Execute {
+                    shard_done = true;
+                }
+            }
+            b'I' if matches!(kind, Kind::Query | Kind::Execute) => {
+                f.empty_query = true;
+                if kind == Kind::Execute {
+                    shard_done = true;
+                }
+            }
+            b'1' if kind == Kind::Parse => shard_done = true,
+            b'2' if kind == Kind::Bind => shard_done = true,
+            b'3' if kind == Kind::Close => shard_done = true,
+            _ => {
+                return Err(Desync {
+                    tag: tag as char,
+                    expecting: format!("{kind:?} (from several shards)"),
+                })
+            }
+        }
+        if !shard_done {
+            return Ok(());
+        }
+        let failed_now = tag == b'E' && !kind.ends_with_ready();
+        f.pending.pop_front();
+        let all_done = f.pending.is_empty();
+        if all_done {
+            let failed = f.failed;
+            // The merged closing message(s).
+            if forward && !failed {
+                match kind {
+                    Kind::Query | Kind::Execute => {
+                        if let Some(t) = &f.tag {
+                            encode::command_complete(out, &t.text());
+                        } else if f.empty_query {
+                            encode::empty_query_response(out);
+                        }
+                    }
+                    Kind::Parse => encode::parse_complete(out),
+                    Kind::Bind => encode::bind_complete(out),
+                    Kind::Close => encode::close_complete(out),
+                    _ => {}
+                }
+            }
+            let status = f.status;
+            if kind.ends_with_ready() {
+                let status = status.unwrap_or(TransactionStatus::Idle);
+                if !swallow {
+                    encode::ready_for_query(out, status);
+                    self.status = Some(status);
+                }
+                self.complete(!failed);
+                self.after_ready(kind, out);
+                return Ok(());
+            }
+            self.complete(!failed);
+        }
+        if failed_now {
+            self.skip_to_sync(shard);
+            self.suppress = true;
         }
         self.drain_synthetic(out);
         Ok(())
@@ -371,13 +608,12 @@ impl Pipeline {
         }
     }
 
-    /// Errors always reach the client (an injected statement's failure is the client's failure).
+    /// Errors reach the client (an injected statement's failure is the client's failure).
     /// FATAL/PANIC are downgraded: the backend dies, but the client's connection to us lives on.
-    fn forward_error(&mut self, frame: &[u8], body: &[u8], out: &mut BytesMut) {
+    fn forward_error(&mut self, shard: usize, frame: &[u8], body: &[u8], out: &mut BytesMut) {
         match be::parse_error_fields(body) {
             Ok(mut fields) if matches!(fields.severity(), "FATAL" | "PANIC") => {
-                self.fatal = true;
-                self.fatal_message = Some(fields.message().to_string());
+                self.fatal = Some((shard, fields.message().to_string()));
                 fields.set(b'S', "ERROR");
                 fields.set(b'V', "ERROR");
                 encode::error_fields(out, b'E', &fields);
@@ -387,151 +623,13 @@ impl Pipeline {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
-        let mut v = vec![tag];
-        v.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
-        v.extend_from_slice(body);
-        v
-    }
-
-    fn fwd(kind: Kind) -> Pending {
-        Pending {
-            kind,
-            mode: Mode::Forward,
-            action: Action::None,
-        }
-    }
-
-    fn error(sev: &str) -> Vec<u8> {
-        let mut b = BytesMut::new();
-        encode::error_response(&mut b, sev, "42601", "syntax error");
-        b.to_vec()
-    }
-
-    #[test]
-    fn synthetic_answers_keep_request_order() {
-        let mut p = Pipeline::default();
-        let mut out = BytesMut::new();
-        p.push(fwd(Kind::Bind), &mut out);
-        let mut pc = BytesMut::new();
-        encode::parse_complete(&mut pc);
-        p.push(
-            Pending {
-                kind: Kind::Parse,
-                mode: Mode::Synthetic(pc.freeze()),
-                action: Action::None,
-            },
-            &mut out,
-        );
-        p.push(fwd(Kind::Sync), &mut out);
-        assert!(out.is_empty(), "synthetic answer must wait for the Bind");
-        p.handle(&msg(b'2', b""), &mut out).unwrap();
-        assert_eq!(&out[..], &[b'2', 0, 0, 0, 4, b'1', 0, 0, 0, 4][..]);
-        p.handle(&msg(b'Z', b"I"), &mut out).unwrap();
-        assert!(p.ready_and_empty);
-    }
-
-    #[test]
-    fn error_skips_to_sync_and_drops_synthetic() {
-        let mut p = Pipeline::default();
-        let mut out = BytesMut::new();
-        p.push(fwd(Kind::Bind), &mut out);
-        p.push(
-            Pending {
-                kind: Kind::Parse,
-                mode: Mode::Synthetic(Bytes::from_static(b"1\0\0\0\x04")),
-                action: Action::None,
-            },
-            &mut out,
-        );
-        p.push(fwd(Kind::Execute), &mut out);
-        p.push(fwd(Kind::Sync), &mut out);
-        p.handle(&error("ERROR"), &mut out).unwrap();
-        assert_eq!(out[0], b'E');
-        assert_eq!(out.len(), error("ERROR").len());
-        assert_eq!(p.completed.iter().filter(|c| !c.ok).count(), 3);
-        p.handle(&msg(b'Z', b"I"), &mut out).unwrap();
-        assert!(p.is_empty());
-    }
-
-    #[test]
-    fn swallowed_injection_hides_answers_but_not_errors() {
-        let mut p = Pipeline::default();
-        let mut out = BytesMut::new();
-        p.push(
-            Pending {
-                kind: Kind::Query,
-                mode: Mode::Swallow,
-                action: Action::ParamSync,
-            },
-            &mut out,
-        );
-        p.push(fwd(Kind::Query), &mut out);
-        p.handle(&msg(b'S', b"application_name\0x\0"), &mut out)
-            .unwrap();
-        p.handle(&msg(b'C', b"SET\0"), &mut out).unwrap();
-        p.handle(&msg(b'Z', b"I"), &mut out).unwrap();
-        assert!(out.is_empty());
-        assert!(!p.ready_and_empty);
-        p.handle(&msg(b'C', b"SELECT 1\0"), &mut out).unwrap();
-        p.handle(&msg(b'Z', b"I"), &mut out).unwrap();
-        assert_eq!(out[0], b'C');
-        assert!(p.ready_and_empty);
-    }
-
-    #[test]
-    fn fatal_is_downgraded_to_error() {
-        let mut p = Pipeline::default();
-        let mut out = BytesMut::new();
-        p.push(fwd(Kind::Query), &mut out);
-        p.handle(&error("FATAL"), &mut out).unwrap();
-        assert!(p.fatal);
-        let fields = be::parse_error_fields(&out[5..]).unwrap();
-        assert_eq!(fields.severity(), "ERROR");
-    }
-
-    #[test]
-    fn syncs_sent_during_copy_in_get_no_ready_for_query() {
-        // tokio-postgres: Bind Execute Sync, then CopyData CopyDone Sync.
-        let mut p = Pipeline::default();
-        let mut out = BytesMut::new();
-        p.push(fwd(Kind::Bind), &mut out);
-        p.push(fwd(Kind::Execute), &mut out);
-        p.push(fwd(Kind::Sync), &mut out);
-        p.handle(&msg(b'2', b""), &mut out).unwrap();
-        p.handle(&msg(b'G', b"\0\0\0"), &mut out).unwrap();
-        assert!(p.sync_ignored());
-        p.push(fwd(Kind::CopyEnd), &mut out);
-        assert!(!p.sync_ignored());
-        p.push(fwd(Kind::Sync), &mut out);
-        p.handle(&msg(b'C', b"COPY 2\0"), &mut out).unwrap();
-        p.handle(&msg(b'Z', b"I"), &mut out).unwrap();
-        assert!(p.is_empty());
-        assert!(p.ready_and_empty);
-    }
-
-    #[test]
-    fn copy_end_marker_after_simple_query_copy_is_dropped() {
-        let mut p = Pipeline::default();
-        let mut out = BytesMut::new();
-        p.push(fwd(Kind::Query), &mut out);
-        p.handle(&msg(b'G', b"\0\0\0"), &mut out).unwrap();
-        p.push(fwd(Kind::CopyEnd), &mut out);
-        p.handle(&msg(b'C', b"COPY 1\0"), &mut out).unwrap();
-        p.handle(&msg(b'Z', b"I"), &mut out).unwrap();
-        assert!(p.is_empty() && p.ready_and_empty);
-    }
-
-    #[test]
-    fn unexpected_message_is_desync() {
-        let mut p = Pipeline::default();
-        let mut out = BytesMut::new();
-        assert!(p.handle(&msg(b'D', b"\0\0"), &mut out).is_err());
-        p.push(fwd(Kind::Parse), &mut out);
-        assert!(p.handle(&msg(b'2', b""), &mut out).is_err());
-    }
+fn parse_ready(body: &[u8]) -> Result<TransactionStatus, Desync> {
+    be::parse_ready_for_query(body).map_err(|_| Desync {
+        tag: 'Z',
+        expecting: "a valid ReadyForQuery".into(),
+    })
 }
+
+#[cfg(test)]
+#[path = "pipeline_tests.rs"]
+mod tests;

@@ -1,10 +1,9 @@
-//! The request/response loop of one logged-in client: reads client messages, attaches a pooled
-//! backend when a request needs one, forwards, matches answers through the [`Pipeline`], and
-//! returns the backend to its pool at transaction boundaries (transaction pooling).
+//! The request/response loop of one logged-in client: reads client messages, attaches pooled
+//! backends when requests need them, forwards, matches answers through the [`Pipeline`], and
+//! returns the backends to their pools at transaction boundaries (transaction pooling).
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use config::PoolMode;
@@ -12,20 +11,16 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
+use super::backends::{read_backend, Attached};
 use super::params::{ParamSet, SessionEffects};
-use super::pipeline::{Action, Kind, Mode, Pending, Pipeline};
+use super::pipeline::{Action, Pipeline};
 use super::statements::ClientStatements;
 use crate::backend::conn::MAX_BACKEND_MESSAGE;
-use crate::backend::pool::discard;
-use crate::backend::PooledBackend;
 use crate::cancel::CancelRegistration;
 use crate::context::ProxyContext;
 use crate::protocol::backend::{self as be, TransactionStatus};
 use crate::protocol::encode;
 use crate::protocol::frontend;
-
-/// How long a backend reset (DISCARD ALL) may take before the backend is dropped instead.
-const RESET_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why the loop stopped.
 pub(crate) enum Stop {
@@ -33,6 +28,15 @@ pub(crate) enum Stop {
     Client,
     /// Proxy shutdown.
     Shutdown,
+}
+
+/// Where a portal's Bind went (Describe, Execute and Close of the portal go there too).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PortalRoute {
+    /// Shards that hold the portal.
+    pub shards: Vec<usize>,
+    /// Session effects of executing it (SET and friends), if any.
+    pub effects: Option<Box<SessionEffects>>,
 }
 
 /// One client's state.
@@ -43,10 +47,8 @@ pub struct Session {
     cin: BytesMut,
     /// Bytes for the client not yet written.
     pub(crate) cout: BytesMut,
-    /// Bytes for the backend not yet written.
-    pub(crate) bout: BytesMut,
-    /// The attached backend, if any.
-    pub(crate) backend: Option<PooledBackend>,
+    /// Attached backends by shard.
+    pub(crate) backends: Attached,
     /// Requests awaiting answers.
     pub(crate) pipeline: Pipeline,
     /// Session parameters the client wants on every backend it uses.
@@ -55,20 +57,25 @@ pub struct Session {
     params_snapshot: Option<ParamSet>,
     /// The client's prepared statements.
     pub(crate) stmts: ClientStatements,
-    /// Session effects of statements bound to portals (only non-empty ones).
-    pub(crate) portal_effects: HashMap<String, Box<SessionEffects>>,
+    /// Where the unnamed portal and named portals were bound.
+    pub(crate) portals: HashMap<String, PortalRoute>,
     /// Discard client messages until Sync (after an error the proxy produced itself).
     pub(crate) skip_until_sync: bool,
     /// Transaction status the client last saw.
     pub(crate) status: TransactionStatus,
-    /// The backend stays with this client (session pooling or unreplayable session state).
+    /// The BEGIN text of the client's open transaction, replayed on shards that join it.
+    pub(crate) txn_begin: Option<String>,
+    /// The shards the current COPY statement went to (its data follows it there).
+    pub(crate) copy_targets: Vec<usize>,
+    /// The backends stay with this client (session pooling or unreplayable session state).
     pub(crate) pinned: bool,
-    /// A backend was lost while the client had a transaction open on it; the message reported
-    /// on the client's next request.
+    /// The open transaction lost a backend: it is aborted until the client ends it.
+    pub(crate) lost: bool,
+    /// The message reported on the client's next request after a lost transaction.
     pub(crate) lost_in_transaction: Option<String>,
     /// In a lost transaction, the portal just bound ends the transaction (extended ROLLBACK).
     pub(crate) lost_portal_ends: bool,
-    cancel: CancelRegistration,
+    pub(crate) cancel: CancelRegistration,
     shutdown: watch::Receiver<bool>,
     shutting_down: bool,
 }
@@ -84,21 +91,24 @@ impl Session {
     ) -> Session {
         let cancel = ctx.cancels.register();
         let pinned = ctx.pool_mode == PoolMode::Session;
+        let backends = Attached::new(ctx.pools.len());
         Session {
             ctx,
             client,
             cin,
             cout: BytesMut::with_capacity(16 * 1024),
-            bout: BytesMut::with_capacity(4 * 1024),
-            backend: None,
+            backends,
             pipeline: Pipeline::default(),
             params,
             params_snapshot: None,
             stmts: ClientStatements::default(),
-            portal_effects: HashMap::new(),
+            portals: HashMap::new(),
             skip_until_sync: false,
             status: TransactionStatus::Idle,
+            txn_begin: None,
+            copy_targets: Vec::new(),
             pinned,
+            lost: false,
             lost_in_transaction: None,
             lost_portal_ends: false,
             cancel,
@@ -133,19 +143,18 @@ impl Session {
                 }
                 self.cout.clear();
             }
-            let idle = self.backend.is_none()
-                || (self.pipeline.is_empty() && self.status == TransactionStatus::Idle);
+            let idle = self.pipeline.is_empty() && self.status == TransactionStatus::Idle;
             if (*self.shutdown.borrow() || self.shutting_down) && idle {
                 return Stop::Shutdown;
             }
-            let has_backend = self.backend.is_some();
+            let reader = self.pipeline.reader();
             tokio::select! {
                 // cancel safe: read_buf reads nothing when dropped before completion
-                r = read_backend(&mut self.backend), if has_backend => {
+                (shard, r) = read_backend(&mut self.backends, reader) => {
                     match r {
-                        Ok(0) => self.backend_lost("the server closed the connection"),
-                        Ok(_) => self.process_backend(),
-                        Err(e) => self.backend_lost(&e.to_string()),
+                        Ok(0) => self.backend_lost(shard, "the server closed the connection"),
+                        Ok(_) => self.process_backends(),
+                        Err(e) => self.backend_lost(shard, &e.to_string()),
                     }
                 }
                 // cancel safe, as above
@@ -166,7 +175,7 @@ impl Session {
         }
     }
 
-    /// Decodes and handles every complete client message, then sends what the backend needs.
+    /// Decodes and handles every complete client message, then sends what backends need.
     async fn process_client(&mut self) -> Result<(), Stop> {
         loop {
             let msg = match frontend::decode(&mut self.cin, self.ctx.max_message_bytes) {
@@ -187,120 +196,69 @@ impl Session {
             };
             self.on_message(msg).await?;
         }
-        self.flush_backend().await;
+        self.flush_backends().await;
         Ok(())
     }
 
-    /// Writes `bout` to the backend. While the backend does not accept more, keeps reading its
-    /// answers into its buffer so that neither side can block the other.
-    async fn flush_backend(&mut self) {
-        while !self.bout.is_empty() {
-            let Some(b) = self.backend.as_mut() else {
-                self.bout.clear();
+    /// Handles the complete messages buffered from backends, following the pipeline's head
+    /// from one owner to the next, as far as buffered bytes allow.
+    pub(crate) fn process_backends(&mut self) {
+        while let Some(shard) = self.pipeline.reader() {
+            let Some(b) = self.backends.get_mut(shard) else {
+                self.backend_lost(shard, "no backend attached for an expected answer");
                 return;
             };
-            match b.stream.try_write(&self.bout) {
-                Ok(n) => self.bout.advance(n),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    let conn = &mut **b;
-                    let interest = tokio::io::Interest::READABLE | tokio::io::Interest::WRITABLE;
-                    let lost = match conn.stream.ready(interest).await {
-                        Ok(r) if r.is_readable() => {
-                            match conn.stream.try_read_buf(&mut conn.read_buf) {
-                                Ok(0) => Some("the server closed the connection".to_string()),
-                                Ok(_) => None,
-                                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
-                                Err(e) => Some(e.to_string()),
-                            }
-                        }
-                        Ok(_) => None,
-                        Err(e) => Some(e.to_string()),
-                    };
-                    if let Some(reason) = lost {
-                        self.backend_lost(&reason);
-                    }
+            let mut consumed = 0;
+            let mut desync = None;
+            let mut progressed = false;
+            loop {
+                if self.pipeline.reader() != Some(shard) {
+                    break;
                 }
-                Err(e) => self.backend_lost(&e.to_string()),
-            }
-        }
-    }
-
-    /// Handles every complete message in the backend's buffer.
-    fn process_backend(&mut self) {
-        let Some(b) = self.backend.as_mut() else {
-            return;
-        };
-        let mut consumed = 0;
-        let mut desync = None;
-        loop {
-            let rest = &b.read_buf[consumed..];
-            match be::frame_len(rest, MAX_BACKEND_MESSAGE) {
-                Ok(Some((_, len))) => {
-                    if let Err(e) = self.pipeline.handle(&rest[..len], &mut self.cout) {
+                let rest = &b.read_buf[consumed..];
+                match be::frame_len(rest, MAX_BACKEND_MESSAGE) {
+                    Ok(Some((_, len))) => {
+                        if let Err(e) = self.pipeline.handle(shard, &rest[..len], &mut self.cout) {
+                            desync = Some(e.to_string());
+                            break;
+                        }
+                        consumed += len;
+                        progressed = true;
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
                         desync = Some(e.to_string());
                         break;
                     }
-                    consumed += len;
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    desync = Some(e.to_string());
-                    break;
                 }
             }
-        }
-        b.read_buf.advance(consumed);
-        self.apply_completed();
-        if let Some(status) = self.pipeline.status.take() {
-            self.on_ready(status);
-        }
-        if let Some(reason) = desync {
-            tracing::error!(%reason, "backend protocol desynchronised; dropping it");
-            self.backend_lost(&reason);
-            return;
-        }
-        if self.pipeline.fatal {
-            // The server is going away: drop it now, so that a request the client pipelines
-            // right behind is not written to a dying connection.
-            let reason = self
-                .pipeline
-                .fatal_message
-                .clone()
-                .unwrap_or_else(|| "the server terminated the connection".into());
-            self.backend_lost(&reason);
-            return;
-        }
-        if self.pipeline.ready_and_empty && self.status == TransactionStatus::Idle && !self.pinned {
-            self.release_backend();
-        }
-    }
-
-    /// A ReadyForQuery reached the client: track the status and SET rollback semantics.
-    fn on_ready(&mut self, status: TransactionStatus) {
-        self.status = status;
-        if let Some(b) = self.backend.as_mut() {
-            b.status = status;
-        }
-        if status == TransactionStatus::Idle {
-            if self.pipeline.saw_rollback {
-                self.restore_params_after_rollback();
+            b.read_buf.advance(consumed);
+            self.apply_completed();
+            if let Some(reason) = desync {
+                tracing::error!(%reason, "backend protocol desynchronised; dropping it");
+                self.backend_lost(shard, &reason);
+                return;
             }
-            self.params_snapshot = None;
-        }
-        self.pipeline.saw_rollback = false;
-    }
-
-    /// The transaction rolled back: parameters SET inside it revert.
-    pub(crate) fn restore_params_after_rollback(&mut self) {
-        if let Some(snapshot) = self.params_snapshot.take() {
-            self.params = snapshot;
-            if let Some(b) = self.backend.as_mut() {
-                b.applied_params = self.params.clone();
+            if let Some((fatal_shard, message)) = self.pipeline.fatal.clone() {
+                // The server is going away: drop it now, so that a request the client pipelines
+                // right behind is not written to a dying connection.
+                self.backend_lost(fatal_shard, &message);
+                return;
+            }
+            if !progressed || self.pipeline.reader() == Some(shard) {
+                break;
             }
         }
+        if self.pipeline.ready_and_empty
+            && self.status == TransactionStatus::Idle
+            && !self.pinned
+            && !self.backends.is_empty()
+        {
+            self.release_backends();
+        }
     }
 
-    /// Bookkeeping for answered requests.
+    /// Bookkeeping for answered requests and ReadyForQuery statuses.
     fn apply_completed(&mut self) {
         let mut done = std::mem::take(&mut self.pipeline.completed);
         for c in done.drain(..) {
@@ -311,26 +269,26 @@ impl Session {
                 }
                 Action::Parsed {
                     def,
+                    shard,
                     unnamed,
                     client_name,
                 } => {
-                    let id = def.id;
-                    if let Some(b) = self.backend.as_mut() {
+                    if let Some(b) = self.backends.get_mut(shard) {
                         if unnamed {
-                            if b.unnamed == Some(id) {
+                            if b.unnamed == Some(def.id) {
                                 b.unnamed = None;
                             }
                         } else {
-                            b.prepared.remove(&id);
+                            b.prepared.remove(&def.id);
                         }
                     }
                     if let Some(name) = client_name {
-                        self.stmts.forget(&name, id);
+                        self.stmts.forget(&name, def.id);
                     }
                 }
                 Action::Effects(fx) if c.ok => self.apply_effects(&fx),
-                Action::ParamSync if !c.ok => {
-                    if let Some(b) = self.backend.as_mut() {
+                Action::ParamSync(shard) if !c.ok => {
+                    if let Some(b) = self.backends.get_mut(shard) {
                         b.broken = true;
                     }
                 }
@@ -338,6 +296,41 @@ impl Session {
             }
         }
         self.pipeline.completed = done;
+        let statuses = std::mem::take(&mut self.pipeline.shard_status);
+        for (shard, status) in &statuses {
+            if let Some(b) = self.backends.get_mut(*shard) {
+                b.status = *status;
+            }
+        }
+        self.pipeline.shard_status = statuses;
+        self.pipeline.shard_status.clear();
+        if let Some(status) = self.pipeline.status.take() {
+            self.on_ready(status);
+        }
+    }
+
+    /// A ReadyForQuery reached the client: track the status and SET rollback semantics.
+    fn on_ready(&mut self, status: TransactionStatus) {
+        self.status = status;
+        if status == TransactionStatus::Idle {
+            if self.pipeline.saw_rollback {
+                self.restore_params_after_rollback();
+            }
+            self.params_snapshot = None;
+            self.txn_begin = None;
+        }
+        self.pipeline.saw_rollback = false;
+    }
+
+    /// The transaction rolled back: parameters SET inside it revert.
+    pub(crate) fn restore_params_after_rollback(&mut self) {
+        if let Some(snapshot) = self.params_snapshot.take() {
+            self.params = snapshot;
+            let params = self.params.clone();
+            for (_, b) in self.backends.iter_mut() {
+                b.applied_params = params.clone();
+            }
+        }
     }
 
     /// Applies a succeeded statement's session effects. `self.status` is still the status from
@@ -352,204 +345,28 @@ impl Session {
             for change in fx.changes.iter().chain(&fx.block_changes) {
                 self.params.apply(change);
             }
-            if let Some(b) = self.backend.as_mut() {
-                b.applied_params = self.params.clone();
+            // The statement ran on every attached backend's shard only if it was a fan-out;
+            // a single-shard SET leaves the others behind, and the next sync_sql fixes them.
+            let params = self.params.clone();
+            let shards = self.backends.len();
+            if shards == 1 {
+                for (_, b) in self.backends.iter_mut() {
+                    b.applied_params = params.clone();
+                }
             }
         }
         if fx.pins && !self.pinned {
-            tracing::debug!("session state that cannot move between backends: pinning the backend");
+            tracing::debug!(
+                "session state that cannot move between backends: pinning the backends"
+            );
             self.pinned = true;
         }
         if fx.drops_prepared {
-            if let Some(b) = self.backend.as_mut() {
+            for (_, b) in self.backends.iter_mut() {
                 b.prepared.clear();
                 b.unnamed = None;
             }
             self.stmts.clear();
-        }
-    }
-
-    /// Returns the backend to its pool (or drops it when broken).
-    pub(crate) fn release_backend(&mut self) {
-        if let Some(b) = self.backend.take() {
-            self.cancel.target.detach(&b.cancel_key);
-            if b.broken {
-                discard(b);
-            }
-        }
-    }
-
-    /// Attaches a backend of `shard` (a no-op when one is attached); on failure returns the
-    /// client-facing error (SQLSTATE, message).
-    pub(crate) async fn ensure_backend(
-        &mut self,
-        shard: usize,
-    ) -> Result<(), (&'static str, String)> {
-        if let Some(b) = &self.backend {
-            if b.shard == shard {
-                return Ok(());
-            }
-            return Err((
-                "0A000",
-                "statements of one transaction must stay on one shard until cross-shard transactions are supported".into(),
-            ));
-        }
-        let Some(pool) = self.ctx.pools.get(shard) else {
-            return Err(("XX000", format!("no shard with index {shard}")));
-        };
-        let mut b = pool.get().await.map_err(|e| {
-            tracing::warn!(shard = %pool.name, error = %e, "no backend");
-            ("08006", e.to_string())
-        })?;
-        self.cancel.target.attach(b.cancel_key);
-        if let Some(sql) = self.params.sync_sql(&b.applied_params) {
-            encode::query(&mut self.bout, &sql);
-            b.applied_params = self.params.clone();
-            b.unnamed = None;
-            self.pipeline.push(
-                Pending {
-                    kind: Kind::Query,
-                    mode: Mode::Swallow,
-                    action: Action::ParamSync,
-                },
-                &mut self.cout,
-            );
-        }
-        self.backend = Some(b);
-        Ok(())
-    }
-
-    /// The backend failed: answer every outstanding request with an error, drop the backend,
-    /// and let the client continue on a fresh one. A transaction that was open is gone: the
-    /// client is left in an aborted transaction (25P02 until it ends it), as PostgreSQL would,
-    /// so that its next statements never silently run outside the transaction.
-    pub(crate) fn backend_lost(&mut self, reason: &str) {
-        let Some(b) = self.backend.take() else { return };
-        let shard = self
-            .ctx
-            .pools
-            .get(b.shard)
-            .map(|p| p.name.clone())
-            .unwrap_or_default();
-        tracing::warn!(%shard, %reason, "backend connection lost");
-        self.cancel.target.detach(&b.cancel_key);
-        discard(b);
-        self.bout.clear();
-        let message = format!("connection to shard \"{shard}\" was lost: {reason}");
-        let mut error_sent = self.pipeline.fatal;
-        let entries = self.pipeline.take_all();
-        let in_transaction = self.status != TransactionStatus::Idle;
-        let after = if in_transaction {
-            TransactionStatus::Failed
-        } else {
-            TransactionStatus::Idle
-        };
-        self.status = after;
-        if entries.is_empty() {
-            if in_transaction {
-                self.lost_in_transaction = Some(message);
-            }
-            return;
-        }
-        let mut group_open = false;
-        for p in entries {
-            if let Action::Parsed {
-                def,
-                client_name: Some(name),
-                ..
-            } = &p.action
-            {
-                self.stmts.forget(name, def.id);
-            }
-            if matches!(p.kind, Kind::Sync | Kind::Query | Kind::FunctionCall) {
-                if !error_sent {
-                    encode::error_response(&mut self.cout, "ERROR", "08006", &message);
-                }
-                encode::ready_for_query(&mut self.cout, after);
-                error_sent = false;
-                group_open = false;
-            } else {
-                group_open = true;
-            }
-        }
-        if group_open {
-            if !error_sent {
-                encode::error_response(&mut self.cout, "ERROR", "08006", &message);
-            }
-            self.skip_until_sync = true;
-        }
-    }
-
-    /// Client is gone: return a clean backend (reset if it carries session state), else drop it.
-    async fn finish(&mut self) {
-        let Some(mut b) = self.backend.take() else {
-            return;
-        };
-        self.cancel.target.detach(&b.cancel_key);
-        let clean = self.pipeline.is_empty() && b.status == TransactionStatus::Idle && !b.broken;
-        if !clean {
-            // Whatever the backend is still running was the client's; stop it rather than let
-            // it run to completion for nobody.
-            if !self.pipeline.is_empty() {
-                let key = b.cancel_key;
-                tokio::spawn(async move {
-                    let _ = crate::cancel::send_cancel(&key).await;
-                });
-            }
-            discard(b);
-            return;
-        }
-        if self.pinned {
-            let reset = tokio::time::timeout(RESET_TIMEOUT, reset_backend(&mut b)).await;
-            if !matches!(reset, Ok(Ok(()))) {
-                discard(b);
-            }
-        }
-    }
-}
-
-/// Reads more bytes from the attached backend. Cancel safe.
-async fn read_backend(backend: &mut Option<PooledBackend>) -> std::io::Result<usize> {
-    match backend.as_mut() {
-        Some(b) => {
-            let conn = &mut **b;
-            conn.stream.read_buf(&mut conn.read_buf).await
-        }
-        None => std::future::pending().await,
-    }
-}
-
-/// Runs DISCARD ALL so the next client finds a fresh session. Not cancel safe.
-async fn reset_backend(b: &mut PooledBackend) -> std::io::Result<()> {
-    let mut out = BytesMut::new();
-    encode::query(&mut out, "DISCARD ALL");
-    b.stream.write_all(&out).await?;
-    let conn = &mut **b;
-    loop {
-        match be::frame_len(&conn.read_buf, MAX_BACKEND_MESSAGE) {
-            Ok(Some((tag, len))) => {
-                let frame = conn.read_buf.split_to(len);
-                match tag {
-                    b'E' => return Err(std::io::Error::other("DISCARD ALL failed")),
-                    b'Z' => {
-                        conn.applied_params.clear();
-                        conn.prepared.clear();
-                        conn.unnamed = None;
-                        let status = be::parse_ready_for_query(&frame[5..]);
-                        return match status {
-                            Ok(TransactionStatus::Idle) => Ok(()),
-                            _ => Err(std::io::Error::other("backend not idle after reset")),
-                        };
-                    }
-                    _ => {}
-                }
-            }
-            Ok(None) => {
-                if conn.stream.read_buf(&mut conn.read_buf).await? == 0 {
-                    return Err(std::io::ErrorKind::UnexpectedEof.into());
-                }
-            }
-            Err(e) => return Err(std::io::Error::other(e.to_string())),
         }
     }
 }

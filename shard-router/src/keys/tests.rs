@@ -219,7 +219,7 @@ fn bigint_params() {
         Err(KeyError::NoMatch { .. })
     ));
     assert_eq!(
-        param_key(Assign, Bigint, Some(b"5.5"), 0, oid::NUMERIC, None),
+        param_key(Assign, Bigint, Some(b"5.5"), 0, oid::NUMERIC),
         Ok(int(6))
     );
     assert_eq!(
@@ -246,7 +246,8 @@ fn bigint_params() {
 #[test]
 fn params_with_casts() {
     // `$1::int4` with an unspecified type: the parameter is an int4.
-    let cast = |v: &[u8], format, oid, c| param_key(Compare, Bigint, Some(v), format, oid, Some(c));
+    let cast =
+        |v: &[u8], format, oid, c| cast_param_key(Compare, Bigint, Some(v), format, oid, Some(c));
     assert_eq!(cast(b"5", 0, oid::UNSPECIFIED, "int4"), Ok(int(5)));
     assert_eq!(
         cast(&5i32.to_be_bytes(), 1, oid::UNSPECIFIED, "int4"),
@@ -259,7 +260,7 @@ fn params_with_casts() {
     // A declared numeric cast to bigint rounds.
     assert_eq!(cast(b"5.5", 0, oid::NUMERIC, "bigint"), Ok(int(6)));
     assert_eq!(code(cast(b"5", 0, oid::UNSPECIFIED, "float8")), "22023");
-    let t = param_key(Compare, Text, Some(b"abc"), 0, 0, Some("varchar(2)"));
+    let t = cast_param_key(Compare, Text, Some(b"abc"), 0, 0, Some("varchar(2)"));
     assert_eq!(t, Ok(text("ab")));
 }
 
@@ -281,7 +282,7 @@ fn text_and_uuid_params() {
     assert_eq!(code(param(Text, b"\xff", 1, oid::TEXT)), "22P02");
     assert_eq!(code(param(Text, b"5", 0, oid::INT8)), "22023");
     assert_eq!(
-        param_key(Assign, Text, Some(b"5"), 0, oid::INT8, None),
+        param_key(Assign, Text, Some(b"5"), 0, oid::INT8),
         Ok(text("5"))
     );
     let raw = uuid_raw();

@@ -1,0 +1,289 @@
+//! The extended protocol: Parse (validated once, answered without a backend afterwards), Bind
+//! (routed with its parameter values; split INSERTs get one statement per shard), Describe,
+//! Execute (to the shards that hold the portal).
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use shard_router::Params;
+
+use super::pipeline::{Action, Kind, Mode, Owed, Pending};
+use super::routing::Targets;
+use super::session::{PortalRoute, Session};
+use super::statements::StmtDef;
+use crate::protocol::encode;
+use crate::protocol::frontend::{Bind, Describe, Execute, Parse, Target};
+
+impl Session {
+    pub(crate) async fn on_parse(&mut self, p: Parse) {
+        if !p.name.is_empty() && self.stmts.contains(&p.name) {
+            let message = format!("prepared statement \"{}\" already exists", p.name);
+            return self.extended_error(Kind::Parse, "42P05", &message);
+        }
+        // Drivers using the extended protocol re-send the same unnamed Parse every time: reuse
+        // the client's current definition instead of going through the shared registry.
+        let def = match &self.stmts.unnamed {
+            Some(d)
+                if p.name.is_empty() && d.query == p.query() && d.param_types == p.param_types =>
+            {
+                d.clone()
+            }
+            _ => self.ctx.statements.intern(p.query(), &p.param_types),
+        };
+        let router = self.router();
+        if !router.tables().is_empty() {
+            if let Err(e) = router.prepare(p.query()) {
+                return self.extended_error(Kind::Parse, e.code, &e.message);
+            }
+        }
+        if self.backends.is_empty() && def.is_validated() {
+            // A server already accepted this text: answer now and prepare it lazily where the
+            // Bind runs. Taking a backend just to re-check it could wait behind another client
+            // of the same single-threaded program that holds the last backend (pgbench -j 1).
+            self.stmts.insert(&p.name, def);
+            let mut bytes = BytesMut::with_capacity(5);
+            encode::parse_complete(&mut bytes);
+            return self.push_synthetic(Kind::Parse, bytes.freeze());
+        }
+        // Validate on a backend the session holds, else on the default shard.
+        let shard = self.backends.first().unwrap_or(0);
+        if let Err((code, message)) = self.ensure_backend(shard).await {
+            return self.extended_error(Kind::Parse, code, &message);
+        }
+        self.stmts.insert(&p.name, def.clone());
+        let Some(b) = self.backends.get_mut(shard) else {
+            return;
+        };
+        let unnamed = p.name.is_empty();
+        if unnamed {
+            b.write_buf.extend_from_slice(&p.raw);
+            b.unnamed = Some(def.id);
+        } else if b.prepared.contains(&def.id) {
+            let mut bytes = BytesMut::with_capacity(5);
+            encode::parse_complete(&mut bytes);
+            return self.push_synthetic(Kind::Parse, bytes.freeze());
+        } else {
+            b.write_buf.extend_from_slice(&def.parse_message);
+            b.prepared.insert(def.id);
+        }
+        let action = Action::Parsed {
+            def,
+            shard,
+            unnamed,
+            client_name: Some(p.name),
+        };
+        self.push_forward(Kind::Parse, action, &[shard]);
+    }
+
+    /// Makes sure `shard`'s backend has `def` (named, or as its unnamed statement), injecting
+    /// a Parse whose answer the client never sees.
+    fn ensure_prepared(&mut self, shard: usize, def: &Arc<StmtDef>, unnamed: bool) {
+        let Some(b) = self.backends.get_mut(shard) else {
+            return;
+        };
+        if unnamed {
+            if b.unnamed == Some(def.id) {
+                return;
+            }
+            encode::parse(&mut b.write_buf, "", &def.query, &def.param_types);
+            b.unnamed = Some(def.id);
+        } else {
+            if b.prepared.contains(&def.id) {
+                return;
+            }
+            b.write_buf.extend_from_slice(&def.parse_message);
+            b.prepared.insert(def.id);
+        }
+        self.pipeline.push(
+            Pending {
+                kind: Kind::Parse,
+                mode: Mode::Swallow,
+                action: Action::Parsed {
+                    def: def.clone(),
+                    shard,
+                    unnamed,
+                    client_name: None,
+                },
+                owed: Owed::One(shard),
+            },
+            &mut self.cout,
+        );
+    }
+
+    /// Resolves a client statement name, or queues the "does not exist" error.
+    fn lookup_statement(&mut self, name: &str, kind: Kind) -> Option<Arc<StmtDef>> {
+        let found = self.stmts.get(name).cloned();
+        if found.is_none() {
+            let message = if name.is_empty() {
+                "unnamed prepared statement does not exist".to_string()
+            } else {
+                format!("prepared statement \"{name}\" does not exist")
+            };
+            self.extended_error(kind, "26000", &message);
+        }
+        found
+    }
+
+    /// Where a Bind of `def` with these parameters goes.
+    fn route_bind(&self, def: &StmtDef, b: &Bind) -> Result<Targets, (&'static str, String)> {
+        let router = self.router();
+        if router.tables().is_empty() {
+            return Ok(Targets::One(0));
+        }
+        let stmt = router
+            .prepare(&def.query)
+            .map_err(|e| (e.code, e.message))?;
+        let bound = b
+            .params()
+            .map_err(|e| ("08P01", format!("invalid Bind message: {e}")))?;
+        let params = Params {
+            values: &bound.values,
+            formats: &bound.formats,
+            types: &def.param_types,
+        };
+        let plan = router
+            .plan(&stmt, &params)
+            .map_err(|e| (e.code, e.message))?;
+        self.resolve(&plan, &stmt, !def.effects.is_empty())
+    }
+
+    pub(crate) async fn on_bind(&mut self, b: Bind) {
+        let Some(def) = self.lookup_statement(&b.statement, Kind::Bind) else {
+            return;
+        };
+        let targets = match self.route_bind(&def, &b) {
+            Ok(t) => t,
+            Err((code, message)) => return self.extended_error(Kind::Bind, code, &message),
+        };
+        let shards = targets.shards();
+        if let Err((code, message)) = self.ensure_backends(&shards).await {
+            return self.extended_error(Kind::Bind, code, &message);
+        }
+        let unnamed = b.statement.is_empty();
+        match &targets {
+            Targets::Split(parts) => {
+                let Ok(bound) = b.params() else { return };
+                for part in parts {
+                    let types: Vec<u32> = part
+                        .params
+                        .iter()
+                        .map(|&i| def.param_types.get(i).copied().unwrap_or(0))
+                        .collect();
+                    let part_def = self.ctx.statements.intern(&part.sql, &types);
+                    self.ensure_prepared(part.shard, &part_def, false);
+                    let formats: Vec<i16> = part
+                        .params
+                        .iter()
+                        .map(|&i| bound.formats.get(i).copied().unwrap_or(0))
+                        .collect();
+                    let values: Vec<Option<&[u8]>> = part
+                        .params
+                        .iter()
+                        .map(|&i| bound.values.get(i).copied().flatten())
+                        .collect();
+                    if let Some(backend) = self.backends.get_mut(part.shard) {
+                        encode::bind(
+                            &mut backend.write_buf,
+                            &b.portal,
+                            &part_def.server_name,
+                            &formats,
+                            &values,
+                            &bound.result_formats,
+                        );
+                    }
+                }
+            }
+            _ => {
+                for &s in &shards {
+                    self.ensure_prepared(s, &def, unnamed);
+                    let Some(backend) = self.backends.get_mut(s) else {
+                        continue;
+                    };
+                    if unnamed {
+                        backend.write_buf.extend_from_slice(&b.raw);
+                    } else {
+                        b.write_with_statement(&mut backend.write_buf, &def.server_name);
+                    }
+                }
+            }
+        }
+        let route = PortalRoute {
+            shards: shards.clone(),
+            effects: (!def.effects.is_empty()).then(|| Box::new(def.effects.clone())),
+        };
+        self.portals.insert(b.portal.clone(), route);
+        self.push_forward(Kind::Bind, Action::None, &shards);
+    }
+
+    pub(crate) async fn on_describe(&mut self, d: Describe) {
+        match d.target {
+            Target::Statement => {
+                let Some(def) = self.lookup_statement(&d.name, Kind::DescribeStatement) else {
+                    return;
+                };
+                // Every shard has the same schema: describe on one the session holds.
+                let shard = self.backends.first().unwrap_or(0);
+                if let Err((code, message)) = self.ensure_backend(shard).await {
+                    return self.extended_error(Kind::DescribeStatement, code, &message);
+                }
+                let unnamed = d.name.is_empty();
+                self.ensure_prepared(shard, &def, unnamed);
+                let server_name = if unnamed {
+                    ""
+                } else {
+                    def.server_name.as_str()
+                };
+                if let Some(b) = self.backends.get_mut(shard) {
+                    encode::describe(&mut b.write_buf, Target::Statement, server_name);
+                }
+                self.push_forward(Kind::DescribeStatement, Action::None, &[shard]);
+            }
+            Target::Portal => {
+                let shard = self
+                    .portals
+                    .get(&d.name)
+                    .and_then(|r| r.shards.first().copied())
+                    .filter(|s| self.backends.has(*s));
+                let Some(shard) = shard else {
+                    let message = format!("portal \"{}\" does not exist", d.name);
+                    return self.extended_error(Kind::DescribePortal, "34000", &message);
+                };
+                if let Some(b) = self.backends.get_mut(shard) {
+                    b.write_buf.extend_from_slice(&d.raw);
+                }
+                self.push_forward(Kind::DescribePortal, Action::None, &[shard]);
+            }
+        }
+    }
+
+    pub(crate) fn on_execute(&mut self, e: Execute) {
+        let route = self.portals.get(&e.portal).cloned().unwrap_or_default();
+        let shards: Vec<usize> = route
+            .shards
+            .into_iter()
+            .filter(|s| self.backends.has(*s))
+            .collect();
+        if shards.is_empty() {
+            let message = format!("portal \"{}\" does not exist", e.portal);
+            return self.extended_error(Kind::Execute, "34000", &message);
+        }
+        if shards.len() > 1 && e.max_rows > 0 {
+            return self.extended_error(
+                Kind::Execute,
+                "0A000",
+                "fetching a portal that spans several shards in parts (Execute with a row limit) is not supported yet",
+            );
+        }
+        for &s in &shards {
+            if let Some(b) = self.backends.get_mut(s) {
+                b.write_buf.extend_from_slice(&e.raw);
+            }
+        }
+        self.copy_targets = shards.clone();
+        let action = match route.effects {
+            Some(fx) => Action::Effects(fx),
+            None => Action::None,
+        };
+        self.push_forward(Kind::Execute, action, &shards);
+    }
+}

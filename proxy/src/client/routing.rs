@@ -1,0 +1,104 @@
+//! From a router plan to the backends a request goes to, given what the session holds
+//! (transaction control and session-parameter statements follow the attached backends).
+
+use shard_router::{Plan, ShardPart, Statement, StatementKind, Target};
+
+use super::session::Session;
+
+/// Where one request goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Targets {
+    /// One shard.
+    One(usize),
+    /// The same request to several shards, answers merged.
+    Many(Vec<usize>),
+    /// A different statement per shard (a split INSERT), answers merged.
+    Split(Vec<ShardPart>),
+}
+
+impl Targets {
+    fn from_shards(mut shards: Vec<usize>) -> Targets {
+        if shards.len() == 1 {
+            Targets::One(shards.remove(0))
+        } else {
+            Targets::Many(shards)
+        }
+    }
+
+    /// The shards involved.
+    pub(crate) fn shards(&self) -> Vec<usize> {
+        match self {
+            Targets::One(s) => vec![*s],
+            Targets::Many(v) => v.clone(),
+            Targets::Split(parts) => parts.iter().map(|p| p.shard).collect(),
+        }
+    }
+}
+
+impl Session {
+    /// Resolves a plan. `session_effects`: the statement changes session state (SET...), so it
+    /// must reach every backend the session holds.
+    pub(crate) fn resolve(
+        &self,
+        plan: &Plan,
+        stmt: &Statement,
+        session_effects: bool,
+    ) -> Result<Targets, (&'static str, String)> {
+        let attached = self.backends.shards();
+        let follow_attached = matches!(
+            plan.kind,
+            StatementKind::Begin
+                | StatementKind::Commit
+                | StatementKind::Rollback
+                | StatementKind::Savepoint
+        ) || (session_effects && plan.target == Target::Default);
+        if follow_attached {
+            return Ok(if attached.is_empty() {
+                Targets::One(0)
+            } else {
+                Targets::from_shards(attached)
+            });
+        }
+        let shard_count = self.ctx.pools.len();
+        let targets = match &plan.target {
+            Target::Default => Targets::One(0),
+            Target::Shards(v) if v.is_empty() => Targets::One(0),
+            Target::Shards(v) => Targets::from_shards(v.clone()),
+            Target::All | Target::ReferenceWrite => {
+                Targets::from_shards((0..shard_count).collect())
+            }
+            Target::ReferenceRead => Targets::One(attached.first().copied().unwrap_or(0)),
+            Target::Split(parts) if parts.len() == 1 => Targets::Split(parts.clone()),
+            Target::Split(parts) => Targets::Split(parts.clone()),
+        };
+        if !matches!(targets, Targets::One(_)) {
+            if plan.kind == StatementKind::CopyIn && stmt.copy_in().is_some() {
+                return Err((
+                    "0A000",
+                    "COPY FROM STDIN into a sharded table is not supported yet".to_string(),
+                ));
+            }
+            if stmt.statement_kinds().len() > 1 {
+                return Err((
+                    "0A000",
+                    format!(
+                        "a multi-statement query that runs on several shards is not supported ({}); send its statements separately",
+                        plan.reason
+                    ),
+                ));
+            }
+            if plan.kind == StatementKind::Read {
+                if let Some(why) = stmt.merge_requirement() {
+                    return Err((
+                        "0A000",
+                        format!(
+                            "this query reads several shards and needs {why} across them, which is not supported yet ({})",
+                            plan.reason
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(targets)
+    }
+}
