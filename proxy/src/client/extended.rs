@@ -124,11 +124,15 @@ impl Session {
         found
     }
 
-    /// Where a Bind of `def` with these parameters goes.
-    fn route_bind(&self, def: &StmtDef, b: &Bind) -> Result<Targets, (&'static str, String)> {
+    /// Where a Bind of `def` with these parameters goes (and, for a split COPY, how).
+    fn route_bind(
+        &self,
+        def: &StmtDef,
+        b: &Bind,
+    ) -> Result<(Targets, Option<shard_router::CopyIn>), (&'static str, String)> {
         let router = self.router();
         if router.tables().is_empty() {
-            return Ok(Targets::One(0));
+            return Ok((Targets::One(0), None));
         }
         let stmt = router
             .prepare(&def.query)
@@ -144,14 +148,19 @@ impl Session {
         let plan = router
             .plan(&stmt, &params)
             .map_err(|e| (e.code, e.message))?;
-        self.resolve(&plan, &stmt, !def.effects.is_empty())
+        let targets = self.resolve(&plan, &stmt, !def.effects.is_empty())?;
+        let copy = stmt
+            .copy_in()
+            .cloned()
+            .filter(|_| matches!(targets, Targets::Many(_)));
+        Ok((targets, copy))
     }
 
     pub(crate) async fn on_bind(&mut self, b: Bind) {
         let Some(def) = self.lookup_statement(&b.statement, Kind::Bind) else {
             return;
         };
-        let targets = match self.route_bind(&def, &b) {
+        let (targets, copy) = match self.route_bind(&def, &b) {
             Ok(t) => t,
             Err((code, message)) => return self.extended_error(Kind::Bind, code, &message),
         };
@@ -209,6 +218,7 @@ impl Session {
         }
         let route = PortalRoute {
             shards: shards.clone(),
+            copy,
             effects: (!def.effects.is_empty()).then(|| Box::new(def.effects.clone())),
         };
         self.portals.insert(b.portal.clone(), route);
@@ -280,6 +290,10 @@ impl Session {
             }
         }
         self.copy_targets = shards.clone();
+        if let Some(info) = &route.copy {
+            let router = self.router();
+            self.start_copy_split(info, router, shards.clone());
+        }
         let action = match route.effects {
             Some(fx) => Action::Effects(fx),
             None => Action::None,

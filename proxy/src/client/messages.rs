@@ -134,6 +134,7 @@ impl Session {
         }
         let effects = super::params::analyze(sql);
         let router = self.router();
+        let mut copy = None;
         let targets = if router.tables().is_empty() {
             // Nothing is sharded: everything lives on the default shard.
             Targets::One(0)
@@ -151,10 +152,15 @@ impl Session {
             if single && self.lazy_transaction_control(plan.kind, sql) {
                 return;
             }
-            match self.resolve(&plan, &stmt, !effects.is_empty()) {
+            let targets = match self.resolve(&plan, &stmt, !effects.is_empty()) {
                 Ok(t) => t,
                 Err((code, message)) => return self.query_error(code, &message),
-            }
+            };
+            copy = stmt
+                .copy_in()
+                .cloned()
+                .filter(|_| matches!(targets, Targets::Many(_)));
+            targets
         };
         let shards = targets.shards();
         if let Err((code, message)) = self.ensure_backends(&shards).await {
@@ -176,6 +182,9 @@ impl Session {
         }
         self.stmts.unnamed = None;
         self.copy_targets = shards.clone();
+        if let Some(info) = &copy {
+            self.start_copy_split(info, router, shards.clone());
+        }
         let action = if effects.is_empty() {
             Action::None
         } else {
@@ -273,6 +282,9 @@ impl Session {
     /// COPY data goes to the shards the COPY statement went to (all of them for a reference
     /// table; outside COPY the server ignores it, as do we).
     fn copy_to_backends(&mut self, raw: &[u8]) {
+        if self.copy_split.is_some() {
+            return self.split_copy_data(raw.get(5..).unwrap_or_default());
+        }
         let targets = if self.copy_targets.is_empty() {
             self.backends.shards()
         } else {
@@ -289,7 +301,11 @@ impl Session {
         if self.backends.is_empty() {
             return;
         }
-        self.copy_to_backends(raw);
+        if self.copy_split.is_some() {
+            self.finish_copy_split(raw, raw.first() == Some(&b'c'));
+        } else {
+            self.copy_to_backends(raw);
+        }
         self.pipeline.push(
             Pending {
                 kind: Kind::CopyEnd,

@@ -3,6 +3,7 @@
 
 pub mod aborted;
 pub mod backends;
+pub mod copy_split;
 pub mod extended;
 pub mod fanout;
 pub mod messages;

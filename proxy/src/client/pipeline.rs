@@ -184,6 +184,9 @@ pub struct Pipeline {
     pub copy_in: bool,
     /// A command tag "ROLLBACK" was seen since the last ReadyForQuery.
     pub saw_rollback: bool,
+    /// The proxy's own error to show instead of the next server error (e.g. the COPY row
+    /// that made the proxy abort a COPY on every shard).
+    pub replace_next_error: Option<Bytes>,
 }
 
 impl Pipeline {
@@ -215,6 +218,7 @@ impl Pipeline {
         self.suppress = false;
         self.copy_in = false;
         self.fatal = None;
+        self.replace_next_error = None;
         self.queue.drain(..).collect()
     }
 
@@ -469,14 +473,18 @@ impl Pipeline {
                 let first = !f.failed && !self.suppress;
                 f.failed = true;
                 if first {
-                    match be::parse_error_fields(body) {
-                        Ok(mut fields) if matches!(fields.severity(), "FATAL" | "PANIC") => {
-                            self.fatal = Some((shard, fields.message().to_string()));
-                            fields.set(b'S', "ERROR");
-                            fields.set(b'V', "ERROR");
-                            encode::error_fields(out, b'E', &fields);
+                    if let Some(mine) = self.replace_next_error.take() {
+                        out.extend_from_slice(&mine);
+                    } else {
+                        match be::parse_error_fields(body) {
+                            Ok(mut fields) if matches!(fields.severity(), "FATAL" | "PANIC") => {
+                                self.fatal = Some((shard, fields.message().to_string()));
+                                fields.set(b'S', "ERROR");
+                                fields.set(b'V', "ERROR");
+                                encode::error_fields(out, b'E', &fields);
+                            }
+                            _ => out.extend_from_slice(frame),
                         }
-                        _ => out.extend_from_slice(frame),
                     }
                 } else if let Ok(fields) = be::parse_error_fields(body) {
                     if matches!(fields.severity(), "FATAL" | "PANIC") {
@@ -611,6 +619,10 @@ impl Pipeline {
     /// Errors reach the client (an injected statement's failure is the client's failure).
     /// FATAL/PANIC are downgraded: the backend dies, but the client's connection to us lives on.
     fn forward_error(&mut self, shard: usize, frame: &[u8], body: &[u8], out: &mut BytesMut) {
+        if let Some(mine) = self.replace_next_error.take() {
+            out.extend_from_slice(&mine);
+            return;
+        }
         match be::parse_error_fields(body) {
             Ok(mut fields) if matches!(fields.severity(), "FATAL" | "PANIC") => {
                 self.fatal = Some((shard, fields.message().to_string()));

@@ -72,12 +72,6 @@ impl Session {
             Target::Split(parts) => Targets::Split(parts.clone()),
         };
         if !matches!(targets, Targets::One(_)) {
-            if plan.kind == StatementKind::CopyIn && stmt.copy_in().is_some() {
-                return Err((
-                    "0A000",
-                    "COPY FROM STDIN into a sharded table is not supported yet".to_string(),
-                ));
-            }
             if stmt.statement_kinds().len() > 1 {
                 return Err((
                     "0A000",

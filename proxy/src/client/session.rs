@@ -35,6 +35,8 @@ pub(crate) enum Stop {
 pub(crate) struct PortalRoute {
     /// Shards that hold the portal.
     pub shards: Vec<usize>,
+    /// For COPY FROM STDIN into a sharded table: how to split its rows.
+    pub copy: Option<shard_router::CopyIn>,
     /// Session effects of executing it (SET and friends), if any.
     pub effects: Option<Box<SessionEffects>>,
 }
@@ -67,6 +69,8 @@ pub struct Session {
     pub(crate) txn_begin: Option<String>,
     /// The shards the current COPY statement went to (its data follows it there).
     pub(crate) copy_targets: Vec<usize>,
+    /// COPY into a sharded table in progress: its rows are split among the shards.
+    pub(crate) copy_split: Option<super::copy_split::CopySplit>,
     /// The backends stay with this client (session pooling or unreplayable session state).
     pub(crate) pinned: bool,
     /// The open transaction lost a backend: it is aborted until the client ends it.
@@ -107,6 +111,7 @@ impl Session {
             status: TransactionStatus::Idle,
             txn_begin: None,
             copy_targets: Vec::new(),
+            copy_split: None,
             pinned,
             lost: false,
             lost_in_transaction: None,
