@@ -1,8 +1,10 @@
 //! The shared state of one running proxy, passed to every task as `Arc<ProxyContext>`.
 
+use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
+use admin::ProxyMetrics;
 use arc_swap::ArcSwap;
 use config::{Config, PoolMode};
 use shard_router::Router;
@@ -11,16 +13,23 @@ use crate::auth::AuthDb;
 use crate::backend::ShardPool;
 use crate::cancel::CancelRegistry;
 use crate::client::statements::StatementRegistry;
+use crate::reload::ReloadState;
 
 /// Everything sessions share. No globals: two proxies can run in one process.
 pub struct ProxyContext {
     /// The config the proxy runs with (swapped on reload).
     pub config: ArcSwap<Config>,
-    /// The routing state (swapped on reload).
+    /// The routing state (swapped on reload); load it once per statement.
     pub router: ArcSwap<Router>,
+    /// The file the config came from; `None` when started from text (no reload then).
+    pub config_path: Option<PathBuf>,
+    /// This proxy's metrics (its own registry, rendered by `GET /metrics`).
+    pub metrics: Arc<ProxyMetrics>,
+    /// Serialises reloads and remembers which file version was last read.
+    pub reload_state: ReloadState,
     /// One pool per shard, in config order.
     pub pools: Vec<ShardPool>,
-    /// Client credentials.
+    /// Client credentials (built at start; a reload does not change them yet).
     pub auth: AuthDb,
     /// Client cancel keys -> running backends.
     pub cancels: Arc<CancelRegistry>,
@@ -37,7 +46,7 @@ pub struct ProxyContext {
 }
 
 impl ProxyContext {
-    /// Builds the context (pools connect lazily).
+    /// Builds the context (pools connect lazily), with no config file behind it.
     pub fn new(config: Config) -> ProxyContext {
         let pools = config
             .shards
@@ -45,8 +54,12 @@ impl ProxyContext {
             .enumerate()
             .map(|(i, s)| ShardPool::new(s, i, &config.pool))
             .collect();
+        let shard_names: Vec<String> = config.shards.iter().map(|s| s.name.clone()).collect();
         ProxyContext {
             router: ArcSwap::from_pointee(Router::new(&config)),
+            config_path: None,
+            metrics: Arc::new(ProxyMetrics::new(&shard_names)),
+            reload_state: ReloadState::default(),
             pools,
             auth: AuthDb::new(&config.auth),
             cancels: Arc::new(CancelRegistry::default()),
@@ -57,5 +70,11 @@ impl ProxyContext {
             max_message_bytes: config.proxy.max_message_bytes,
             config: ArcSwap::from_pointee(config),
         }
+    }
+
+    /// The same context, reloadable from `path` (the file `config` was loaded from).
+    pub fn with_config_path(mut self, path: Option<PathBuf>) -> ProxyContext {
+        self.config_path = path;
+        self
     }
 }

@@ -109,6 +109,9 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     let config = config::Config::parse(&toml, &config_path.display().to_string())
         .map_err(|e| anyhow::anyhow!("the generated demo config is invalid:\n{e}"))?;
     let proxy = crate::start(config, Some(config_path.clone())).await?;
+    load_sample_data(proxy.addr)
+        .await
+        .context("loading the sample rows through the proxy")?;
 
     print!("{}", banner(&servers, &dir, &config_path, &proxy));
     wait_for_stop_signal().await?;
@@ -120,6 +123,60 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         .context("server shut-down task")?;
     remove_dir_if_exists(&state_dir)?;
     println!("shardproxy demo: stopped.");
+    Ok(())
+}
+
+/// Inserts the sample rows THROUGH the proxy, so they land where the maps say (multi-row
+/// INSERTs are split per shard, reference rows go to every shard).
+async fn load_sample_data(addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    let url = format!(
+        "host={} port={} user=app password=app-secret dbname={DEMO_DB}",
+        addr.ip(),
+        addr.port()
+    );
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
+    let conn = tokio::spawn(conn);
+    let rows = |n: i64, f: &dyn Fn(i64) -> String| (1..=n).map(f).collect::<Vec<_>>().join(",");
+    let statements = [
+        "INSERT INTO countries (code, name) VALUES ('KR','Korea'),('JP','Japan'),\
+         ('US','United States'),('DE','Germany'),('FR','France'),('BR','Brazil')"
+            .to_string(),
+        format!(
+            "INSERT INTO users (id, name, email) VALUES {}",
+            rows(200, &|i| format!(
+                "({i}, 'user {i}', 'user{i}@example.com')"
+            ))
+        ),
+        format!(
+            "INSERT INTO orders (user_id, amount) VALUES {}",
+            rows(600, &|i| format!(
+                "({}, {}.{:02})",
+                (i * 7) % 200 + 1,
+                i % 90 + 10,
+                i % 100
+            ))
+        ),
+        format!(
+            "INSERT INTO events (event_id, kind) VALUES {}",
+            rows(300, &|i| format!(
+                "({}, '{}')",
+                i * 10,
+                ["click", "view", "buy"][(i % 3) as usize]
+            ))
+        ),
+        format!(
+            "INSERT INTO customers (country, id, name) VALUES {}",
+            rows(120, &|i| {
+                let c = ["KR", "JP", "US", "DE", "FR", "BR"][(i % 6) as usize];
+                format!("('{c}', {i}, 'customer {i}')")
+            })
+        ),
+    ];
+    for sql in &statements {
+        client.batch_execute(sql).await?;
+    }
+    drop(client);
+    let _ = conn.await;
     Ok(())
 }
 
@@ -194,6 +251,14 @@ fn banner(
         out,
         "    psql \"postgres://{user}:{password}@{}/{DEMO_DB}\"\n",
         proxy.addr
+    );
+    let _ = writeln!(
+        out,
+        "  try (sample rows were inserted through the proxy):\n    \
+         SELECT * FROM users WHERE id = 42;            -- one shard\n    \
+         SELECT u.name, o.amount FROM users u JOIN orders o ON o.user_id = u.id WHERE u.id = 8;\n    \
+         SELECT * FROM customers WHERE country IN ('KR', 'US');   -- two shards\n    \
+         UPDATE events SET kind = 'seen' WHERE event_id < 1500;   -- ranges on two shards\n"
     );
     let _ = writeln!(
         out,

@@ -132,6 +132,7 @@ impl Session {
                     mode: Mode::Swallow,
                     action: Action::ParamSync(shard),
                     owed: Owed::One(shard),
+                    stat: None,
                 },
                 &mut self.cout,
             );

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use admin::RouteKind;
 use bytes::BytesMut;
 use shard_router::Params;
 
@@ -105,6 +106,7 @@ impl Session {
                     client_name: None,
                 },
                 owed: Owed::One(shard),
+                stat: None,
             },
             &mut self.cout,
         );
@@ -129,10 +131,10 @@ impl Session {
         &self,
         def: &StmtDef,
         b: &Bind,
-    ) -> Result<(Targets, Option<shard_router::CopyIn>), (&'static str, String)> {
+    ) -> Result<(Targets, Option<shard_router::CopyIn>, RouteKind), (&'static str, String)> {
         let router = self.router();
         if router.tables().is_empty() {
-            return Ok((Targets::One(0), None));
+            return Ok((Targets::One(0), None, RouteKind::Default));
         }
         let stmt = router
             .prepare(&def.query)
@@ -145,22 +147,26 @@ impl Session {
             formats: &bound.formats,
             types: &def.param_types,
         };
-        let plan = router
-            .plan(&stmt, &params)
-            .map_err(|e| (e.code, e.message))?;
-        let targets = self.resolve(&plan, &stmt, !def.effects.is_empty())?;
+        let plan = router.plan(&stmt, &params).map_err(|e| {
+            self.count_refusal(RouteKind::Default);
+            (e.code, e.message)
+        })?;
+        let route = RouteKind::of(&plan);
+        let targets = self
+            .resolve(&plan, &stmt, !def.effects.is_empty())
+            .inspect_err(|_| self.count_refusal(route))?;
         let copy = stmt
             .copy_in()
             .cloned()
             .filter(|_| matches!(targets, Targets::Many(_)));
-        Ok((targets, copy))
+        Ok((targets, copy, route))
     }
 
     pub(crate) async fn on_bind(&mut self, b: Bind) {
         let Some(def) = self.lookup_statement(&b.statement, Kind::Bind) else {
             return;
         };
-        let (targets, copy) = match self.route_bind(&def, &b) {
+        let (targets, copy, route_kind) = match self.route_bind(&def, &b) {
             Ok(t) => t,
             Err((code, message)) => return self.extended_error(Kind::Bind, code, &message),
         };
@@ -218,6 +224,7 @@ impl Session {
         }
         let route = PortalRoute {
             shards: shards.clone(),
+            route: Some(route_kind),
             copy,
             effects: (!def.effects.is_empty()).then(|| Box::new(def.effects.clone())),
         };
@@ -298,6 +305,6 @@ impl Session {
             Some(fx) => Action::Effects(fx),
             None => Action::None,
         };
-        self.push_forward(Kind::Execute, action, &shards);
+        self.push_statement(Kind::Execute, action, &shards, route.route);
     }
 }

@@ -2,12 +2,14 @@
 //! data and function calls here; Parse/Bind/Describe/Execute in `extended`.
 
 use std::sync::Arc;
+use std::time::Instant;
 
+use admin::{Outcome, RouteKind};
 use bytes::{Bytes, BytesMut};
 use shard_router::{Router, StatementKind};
 
 use super::fanout::FanOut;
-use super::pipeline::{Action, Kind, Mode, Owed, Pending};
+use super::pipeline::{Action, Kind, Mode, Owed, Pending, Stat};
 use super::routing::Targets;
 use super::session::{Session, Stop};
 use crate::protocol::backend::TransactionStatus;
@@ -81,6 +83,7 @@ impl Session {
                 mode: Mode::Synthetic(bytes),
                 action: Action::None,
                 owed: Owed::Nobody,
+                stat: None,
             },
             &mut self.cout,
         );
@@ -88,19 +91,44 @@ impl Session {
 
     /// Queues a request forwarded to `shards` (merged when several).
     pub(crate) fn push_forward(&mut self, kind: Kind, action: Action, shards: &[usize]) {
+        self.push_statement(kind, action, shards, None);
+    }
+
+    /// Queues a client statement (Query or Execute) whose outcome the metrics count.
+    pub(crate) fn push_statement(
+        &mut self,
+        kind: Kind,
+        action: Action,
+        shards: &[usize],
+        route: Option<RouteKind>,
+    ) {
         let owed = match shards {
             [one] => Owed::One(*one),
             many => Owed::Many(Box::new(FanOut::new(many.iter().copied()))),
         };
+        let stat = route.map(|kind| Stat {
+            kind,
+            started: Instant::now(),
+            shard: match shards {
+                [one] => Some(*one),
+                _ => None,
+            },
+        });
         self.pipeline.push(
             Pending {
                 kind,
                 mode: Mode::Forward,
                 action,
                 owed,
+                stat,
             },
             &mut self.cout,
         );
+    }
+
+    /// Counts a statement the router refused.
+    pub(crate) fn count_refusal(&self, route: RouteKind) {
+        self.ctx.metrics.statement(route, Outcome::Refused);
     }
 
     /// Attaches every backend of `shards`.
@@ -135,6 +163,7 @@ impl Session {
         let effects = super::params::analyze(sql);
         let router = self.router();
         let mut copy = None;
+        let mut route = RouteKind::Default;
         let targets = if router.tables().is_empty() {
             // Nothing is sharded: everything lives on the default shard.
             Targets::One(0)
@@ -146,15 +175,22 @@ impl Session {
             });
             let (stmt, plan) = match routed {
                 Ok(r) => r,
-                Err(e) => return self.query_error(e.code, &e.message),
+                Err(e) => {
+                    self.count_refusal(RouteKind::Default);
+                    return self.query_error(e.code, &e.message);
+                }
             };
+            route = RouteKind::of(&plan);
             let single = stmt.statement_kinds().len() == 1;
             if single && self.lazy_transaction_control(plan.kind, sql) {
                 return;
             }
             let targets = match self.resolve(&plan, &stmt, !effects.is_empty()) {
                 Ok(t) => t,
-                Err((code, message)) => return self.query_error(code, &message),
+                Err((code, message)) => {
+                    self.count_refusal(route);
+                    return self.query_error(code, &message);
+                }
             };
             copy = stmt
                 .copy_in()
@@ -190,7 +226,7 @@ impl Session {
         } else {
             Action::Effects(Box::new(effects))
         };
-        self.push_forward(Kind::Query, action, &shards);
+        self.push_statement(Kind::Query, action, &shards, Some(route));
     }
 
     /// BEGIN opens the transaction lazily: each shard joins it when first used, so a
@@ -312,6 +348,7 @@ impl Session {
                 mode: Mode::Forward,
                 action: Action::None,
                 owed: Owed::Nobody,
+                stat: None,
             },
             &mut self.cout,
         );

@@ -128,6 +128,17 @@ pub enum Action {
     ParamSync(usize),
 }
 
+/// What to record in the metrics when a client statement completes.
+#[derive(Debug, Clone, Copy)]
+pub struct Stat {
+    /// How it was routed.
+    pub kind: admin::RouteKind,
+    /// When it was sent.
+    pub started: std::time::Instant,
+    /// The shard, for single-shard statements (per-shard latency).
+    pub shard: Option<usize>,
+}
+
 /// An entry of the queue.
 #[derive(Debug)]
 pub struct Pending {
@@ -139,6 +150,8 @@ pub struct Pending {
     pub action: Action,
     /// Who answers.
     pub owed: Owed,
+    /// Metrics to record on completion (client statements only).
+    pub stat: Option<Stat>,
 }
 
 /// A finished entry and whether it succeeded.
@@ -146,6 +159,8 @@ pub struct Pending {
 pub struct Completed {
     /// Its bookkeeping.
     pub action: Action,
+    /// Its metrics.
+    pub stat: Option<Stat>,
     /// False on error or when skipped after an error.
     pub ok: bool,
 }
@@ -270,7 +285,11 @@ impl Pipeline {
                         if !self.suppress {
                             out.extend_from_slice(&bytes);
                         }
-                        self.completed.push(Completed { action, ok: true });
+                        self.completed.push(Completed {
+                            action,
+                            stat: None,
+                            ok: true,
+                        });
                     }
                 }
                 _ => return,
@@ -282,6 +301,7 @@ impl Pipeline {
         if let Some(p) = self.queue.pop_front() {
             self.completed.push(Completed {
                 action: p.action,
+                stat: p.stat,
                 ok,
             });
         }
@@ -303,6 +323,7 @@ impl Pipeline {
                 if let Some(p) = self.queue.remove(i) {
                     self.completed.push(Completed {
                         action: p.action,
+                        stat: p.stat,
                         ok: false,
                     });
                 }

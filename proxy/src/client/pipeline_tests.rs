@@ -14,6 +14,7 @@ fn fwd(kind: Kind) -> Pending {
         mode: Mode::Forward,
         action: Action::None,
         owed: Owed::One(0),
+        stat: None,
     }
 }
 
@@ -23,6 +24,7 @@ fn synthetic(kind: Kind, bytes: Bytes) -> Pending {
         mode: Mode::Synthetic(bytes),
         action: Action::None,
         owed: Owed::Nobody,
+        stat: None,
     }
 }
 
@@ -32,6 +34,7 @@ fn fan(kind: Kind, shards: &[usize]) -> Pending {
         mode: Mode::Forward,
         action: Action::None,
         owed: Owed::Many(Box::new(FanOut::new(shards.iter().copied()))),
+        stat: None,
     }
 }
 
@@ -86,6 +89,7 @@ fn swallowed_injection_hides_answers_but_not_errors() {
             mode: Mode::Swallow,
             action: Action::ParamSync(0),
             owed: Owed::One(0),
+            stat: None,
         },
         &mut out,
     );

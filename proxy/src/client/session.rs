@@ -39,6 +39,8 @@ pub(crate) struct PortalRoute {
     pub copy: Option<shard_router::CopyIn>,
     /// Session effects of executing it (SET and friends), if any.
     pub effects: Option<Box<SessionEffects>>,
+    /// How it was routed (for the metrics).
+    pub route: Option<admin::RouteKind>,
 }
 
 /// One client's state.
@@ -124,6 +126,7 @@ impl Session {
 
     /// Runs until the client leaves or the proxy shuts down.
     pub async fn run(mut self) {
+        self.ctx.metrics.client_connections(1);
         encode::backend_key_data(&mut self.cout, self.cancel.key.0, self.cancel.key.1);
         encode::ready_for_query(&mut self.cout, TransactionStatus::Idle);
         let stop = self.main_loop().await;
@@ -138,6 +141,7 @@ impl Session {
             let _ = self.client.write_all(&self.cout).await;
         }
         self.finish().await;
+        self.ctx.metrics.client_connections(-1);
     }
 
     async fn main_loop(&mut self) -> Stop {
@@ -267,6 +271,19 @@ impl Session {
     fn apply_completed(&mut self) {
         let mut done = std::mem::take(&mut self.pipeline.completed);
         for c in done.drain(..) {
+            if let Some(stat) = c.stat {
+                let outcome = if c.ok {
+                    admin::Outcome::Ok
+                } else {
+                    admin::Outcome::Error
+                };
+                self.ctx.metrics.statement(stat.kind, outcome);
+                if let Some(shard) = stat.shard {
+                    self.ctx
+                        .metrics
+                        .shard_latency(shard, stat.started.elapsed().as_secs_f64());
+                }
+            }
             match c.action {
                 Action::Parsed { def, .. } if c.ok => {
                     def.validated
