@@ -35,6 +35,8 @@ pub struct ProxyContext {
     pub cancels: Arc<CancelRegistry>,
     /// Prepared statement definitions shared across clients.
     pub statements: StatementRegistry,
+    /// What the proxy learned from shard catalogs (key positions for COPY).
+    pub catalog: crate::catalog::CatalogCache,
     /// ParameterStatus values reported to clients at login (from the default shard).
     pub server_params: tokio::sync::OnceCell<Vec<(String, String)>>,
     /// Session id counter (for logs).
@@ -64,6 +66,7 @@ impl ProxyContext {
             auth: AuthDb::new(&config.auth),
             cancels: Arc::new(CancelRegistry::default()),
             statements: StatementRegistry::default(),
+            catalog: Default::default(),
             server_params: tokio::sync::OnceCell::new(),
             next_session_id: AtomicU64::new(1),
             pool_mode: config.pool.mode,

@@ -179,7 +179,7 @@ async fn count_on_shard(
 }
 
 /// tokio-postgres settings for a shard URL (no TLS: the URL parser refuses modes that need it).
-fn driver_config(url: &ShardUrl, connect_timeout: Duration) -> tokio_postgres::Config {
+pub(crate) fn driver_config(url: &ShardUrl, connect_timeout: Duration) -> tokio_postgres::Config {
     let mut cfg = tokio_postgres::Config::new();
     cfg.host(&url.host)
         .port(url.port)
@@ -194,7 +194,7 @@ fn driver_config(url: &ShardUrl, connect_timeout: Duration) -> tokio_postgres::C
 }
 
 /// A double-quoted identifier: config table names are already folded, so they are used verbatim.
-fn quote_ident(name: &str) -> String {
+pub(crate) fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 

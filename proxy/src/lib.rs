@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod backend;
 pub mod cancel;
+pub mod catalog;
 pub mod client;
 pub mod context;
 pub mod control;

@@ -117,7 +117,7 @@ fn copy_in_describes_the_key_column() {
     let copy = stmt.copy_in().unwrap();
     assert_eq!(copy.table, "orders");
     assert_eq!(copy.column, "user_id");
-    assert_eq!(copy.key_index, 1);
+    assert_eq!(copy.key_index, Some(1));
     assert_eq!(copy.column_count, Some(2));
     assert_eq!(router.maps()[copy.map].name(), "users");
     assert!(copy.format.csv && copy.format.header);

@@ -17,6 +17,7 @@ use crate::protocol::encode;
 pub(crate) struct CopySplit {
     splitter: RowSplitter,
     info: CopyIn,
+    key_index: usize,
     router: Arc<Router>,
     shards: Vec<usize>,
     header_sent: bool,
@@ -25,6 +26,22 @@ pub(crate) struct CopySplit {
 }
 
 impl Session {
+    /// Fills in the key's position when the COPY has no column list (from the catalog).
+    pub(crate) async fn resolve_copy_key(
+        &self,
+        info: &mut CopyIn,
+    ) -> Result<(), (&'static str, String)> {
+        if info.key_index.is_none() {
+            let pos = self
+                .ctx
+                .catalog
+                .key_position(&self.ctx, &info.table, &info.column)
+                .await?;
+            info.key_index = Some(pos);
+        }
+        Ok(())
+    }
+
     /// The COPY statement went to `shards`; its data will be split among them.
     pub(crate) fn start_copy_split(
         &mut self,
@@ -34,6 +51,7 @@ impl Session {
     ) {
         self.copy_split = Some(CopySplit {
             splitter: RowSplitter::new(info.format.clone()),
+            key_index: info.key_index.unwrap_or(0),
             info: info.clone(),
             router,
             shards,
@@ -117,7 +135,7 @@ impl Session {
             cs.rows += 1;
             let placed = copy::row_key(
                 &row,
-                cs.info.key_index,
+                cs.key_index,
                 &cs.info.column,
                 map.key_type(),
                 &cs.info.format,

@@ -152,6 +152,9 @@ impl Session {
             (e.code, e.message)
         })?;
         let route = RouteKind::of(&plan);
+        if plan.kind == shard_router::StatementKind::Ddl {
+            self.ctx.catalog.clear();
+        }
         let targets = self
             .resolve(&plan, &stmt, !def.effects.is_empty())
             .inspect_err(|_| self.count_refusal(route))?;
@@ -166,10 +169,15 @@ impl Session {
         let Some(def) = self.lookup_statement(&b.statement, Kind::Bind) else {
             return;
         };
-        let (targets, copy, route_kind) = match self.route_bind(&def, &b) {
+        let (targets, mut copy, route_kind) = match self.route_bind(&def, &b) {
             Ok(t) => t,
             Err((code, message)) => return self.extended_error(Kind::Bind, code, &message),
         };
+        if let Some(info) = copy.as_mut() {
+            if let Err((code, message)) = self.resolve_copy_key(info).await {
+                return self.extended_error(Kind::Bind, code, &message);
+            }
+        }
         let shards = targets.shards();
         if let Err((code, message)) = self.ensure_backends(&shards).await {
             return self.extended_error(Kind::Bind, code, &message);
@@ -224,6 +232,7 @@ impl Session {
         }
         let route = PortalRoute {
             shards: shards.clone(),
+            replicated: targets.replicated(),
             route: Some(route_kind),
             copy,
             effects: (!def.effects.is_empty()).then(|| Box::new(def.effects.clone())),
@@ -305,6 +314,12 @@ impl Session {
             Some(fx) => Action::Effects(fx),
             None => Action::None,
         };
-        self.push_statement(Kind::Execute, action, &shards, route.route);
+        self.push_statement(
+            Kind::Execute,
+            action,
+            &shards,
+            route.route,
+            route.replicated,
+        );
     }
 }

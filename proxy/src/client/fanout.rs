@@ -25,6 +25,11 @@ pub struct FanOut {
     pub status: Option<TransactionStatus>,
     /// An error was reported for this request (further output is suppressed).
     pub failed: bool,
+    /// The same write on every copy of a reference table: one shard's rows and tag stand for
+    /// all (the others are checked only for errors).
+    pub replicated: bool,
+    /// The first shard has finished its answer.
+    pub first_done: bool,
 }
 
 impl FanOut {

@@ -91,7 +91,7 @@ impl Session {
 
     /// Queues a request forwarded to `shards` (merged when several).
     pub(crate) fn push_forward(&mut self, kind: Kind, action: Action, shards: &[usize]) {
-        self.push_statement(kind, action, shards, None);
+        self.push_statement(kind, action, shards, None, false);
     }
 
     /// Queues a client statement (Query or Execute) whose outcome the metrics count.
@@ -101,10 +101,15 @@ impl Session {
         action: Action,
         shards: &[usize],
         route: Option<RouteKind>,
+        replicated: bool,
     ) {
         let owed = match shards {
             [one] => Owed::One(*one),
-            many => Owed::Many(Box::new(FanOut::new(many.iter().copied()))),
+            many => {
+                let mut fan = FanOut::new(many.iter().copied());
+                fan.replicated = replicated;
+                Owed::Many(Box::new(fan))
+            }
         };
         let stat = route.map(|kind| Stat {
             kind,
@@ -192,10 +197,19 @@ impl Session {
                     return self.query_error(code, &message);
                 }
             };
+            if plan.kind == StatementKind::Ddl {
+                // Columns may move: forget what the catalog told us.
+                self.ctx.catalog.clear();
+            }
             copy = stmt
                 .copy_in()
                 .cloned()
                 .filter(|_| matches!(targets, Targets::Many(_)));
+            if let Some(info) = copy.as_mut() {
+                if let Err((code, message)) = self.resolve_copy_key(info).await {
+                    return self.query_error(code, &message);
+                }
+            }
             targets
         };
         let shards = targets.shards();
@@ -226,7 +240,13 @@ impl Session {
         } else {
             Action::Effects(Box::new(effects))
         };
-        self.push_statement(Kind::Query, action, &shards, Some(route));
+        self.push_statement(
+            Kind::Query,
+            action,
+            &shards,
+            Some(route),
+            targets.replicated(),
+        );
     }
 
     /// BEGIN opens the transaction lazily: each shard joins it when first used, so a

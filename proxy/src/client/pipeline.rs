@@ -488,6 +488,7 @@ impl Pipeline {
             return Ok(());
         };
         let mut shard_done = false;
+        let mut entered_copy = false;
         match tag {
             b'E' => {
                 self.copy_in = false;
@@ -529,8 +530,9 @@ impl Pipeline {
                 f.described = true;
             }
             b'G' | b'H' if matches!(kind, Kind::Query | Kind::Execute) => {
-                if tag == b'G' {
+                if tag == b'G' && !self.copy_in {
                     self.copy_in = true;
+                    entered_copy = true;
                 }
                 if !f.described && !f.failed {
                     out.extend_from_slice(frame);
@@ -538,7 +540,8 @@ impl Pipeline {
                 f.described = true;
             }
             b'D' | b'd' if matches!(kind, Kind::Query | Kind::Execute) => {
-                if forward && !f.failed {
+                // A replicated write (reference table) returns its rows once, from one shard.
+                if forward && !f.failed && (!f.replicated || !f.first_done) {
                     out.extend_from_slice(frame);
                 }
             }
@@ -555,7 +558,9 @@ impl Pipeline {
                 }
                 let text =
                     std::str::from_utf8(body.strip_suffix(b"\0").unwrap_or(body)).unwrap_or("");
-                f.note_tag(text);
+                if !f.replicated || f.tag.is_none() {
+                    f.note_tag(text);
+                }
                 if kind == Kind::Execute {
                     shard_done = true;
                 }
@@ -576,11 +581,17 @@ impl Pipeline {
                 })
             }
         }
+        if entered_copy {
+            // Syncs the client sent after the COPY's Execute are ignored by the servers.
+            self.drop_syncs_during_copy();
+            return Ok(());
+        }
         if !shard_done {
             return Ok(());
         }
         let failed_now = tag == b'E' && !kind.ends_with_ready();
         f.pending.pop_front();
+        f.first_done = true;
         let all_done = f.pending.is_empty();
         if all_done {
             let failed = f.failed;

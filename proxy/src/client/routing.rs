@@ -14,6 +14,8 @@ pub(crate) enum Targets {
     Many(Vec<usize>),
     /// A different statement per shard (a split INSERT), answers merged.
     Split(Vec<ShardPart>),
+    /// The same write on every copy of a reference table: one shard's answer stands for all.
+    Replicated(Vec<usize>),
 }
 
 impl Targets {
@@ -31,7 +33,13 @@ impl Targets {
             Targets::One(s) => vec![*s],
             Targets::Many(v) => v.clone(),
             Targets::Split(parts) => parts.iter().map(|p| p.shard).collect(),
+            Targets::Replicated(v) => v.clone(),
         }
+    }
+
+    /// True for reference-table writes.
+    pub(crate) fn replicated(&self) -> bool {
+        matches!(self, Targets::Replicated(v) if v.len() > 1)
     }
 }
 
@@ -64,9 +72,9 @@ impl Session {
             Target::Default => Targets::One(0),
             Target::Shards(v) if v.is_empty() => Targets::One(0),
             Target::Shards(v) => Targets::from_shards(v.clone()),
-            Target::All | Target::ReferenceWrite => {
-                Targets::from_shards((0..shard_count).collect())
-            }
+            Target::All => Targets::from_shards((0..shard_count).collect()),
+            Target::ReferenceWrite if shard_count == 1 => Targets::One(0),
+            Target::ReferenceWrite => Targets::Replicated((0..shard_count).collect()),
             Target::ReferenceRead => Targets::One(attached.first().copied().unwrap_or(0)),
             Target::Split(parts) if parts.len() == 1 => Targets::Split(parts.clone()),
             Target::Split(parts) => Targets::Split(parts.clone()),

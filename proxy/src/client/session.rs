@@ -41,6 +41,8 @@ pub(crate) struct PortalRoute {
     pub effects: Option<Box<SessionEffects>>,
     /// How it was routed (for the metrics).
     pub route: Option<admin::RouteKind>,
+    /// A reference-table write: one shard's answer stands for all.
+    pub replicated: bool,
 }
 
 /// One client's state.

@@ -306,13 +306,23 @@ pub(crate) fn copy_table(router: &Router, stmt: CopyStmt) -> Result<Part, RouteE
     match class {
         TableClass::Sharded { map, key } => {
             if stmt.columns.is_empty() {
-                return Err(RouteError::new(
-                    "0A000",
-                    format!(
-                        "name the columns of COPY into sharded table {name}: without a column \
-                         list the router cannot find the shard key column \"{key}\" in each row"
-                    ),
-                ));
+                // Every column in table order: the key's position comes from the catalog, which
+                // the router cannot read; the proxy looks it up (`key_index` is None).
+                let format = CopyFormat::from_options(&stmt.options)?;
+                let mut part = Part::fixed(
+                    StatementKind::CopyIn,
+                    Target::All,
+                    format!("COPY into sharded table {name}: rows split by {key}"),
+                );
+                part.copy_in = Some(CopyIn {
+                    table: name,
+                    column: key,
+                    map,
+                    key_index: None,
+                    column_count: None,
+                    format,
+                });
+                return Ok(part);
             }
             let Some(key_index) = stmt.columns.iter().position(|c| *c == key) else {
                 return Err(RouteError::new(
@@ -333,7 +343,7 @@ pub(crate) fn copy_table(router: &Router, stmt: CopyStmt) -> Result<Part, RouteE
                 table: name,
                 column: key,
                 map,
-                key_index,
+                key_index: Some(key_index),
                 column_count: Some(stmt.columns.len()),
                 format,
             });

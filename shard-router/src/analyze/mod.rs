@@ -94,8 +94,9 @@ pub struct CopyIn {
     pub column: String,
     /// Index of its shard map in `Router::maps()`.
     pub map: usize,
-    /// The key's position among the copied columns.
-    pub key_index: usize,
+    /// The key's position among the copied columns; `None` when the statement has no column
+    /// list (all columns in table order: the position comes from the table's catalog).
+    pub key_index: Option<usize>,
     /// Number of copied columns, when the statement lists them.
     pub column_count: Option<usize>,
     /// Data format (text or CSV, with options).

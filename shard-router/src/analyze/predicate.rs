@@ -51,6 +51,26 @@ pub(crate) fn param_index(placeholder: &str) -> Result<Option<usize>, RouteError
     }
 }
 
+/// Numeric types, for which a unary minus over a cast constant is still a constant.
+fn is_numeric_type(name: &str) -> bool {
+    matches!(
+        name,
+        "bigint"
+            | "int8"
+            | "integer"
+            | "int"
+            | "int4"
+            | "smallint"
+            | "int2"
+            | "numeric"
+            | "decimal"
+            | "real"
+            | "float4"
+            | "double precision"
+            | "float8"
+    )
+}
+
 /// The key source an expression is, or `None` if it is not a plain literal/parameter.
 pub(crate) fn key_source(expr: &Expr) -> Result<Option<KeySrc<'_>>, RouteError> {
     Ok(match expr {
@@ -101,6 +121,23 @@ pub(crate) fn key_source(expr: &Expr) -> Result<Option<KeySrc<'_>>, RouteError> 
                         text,
                         is_string: false,
                         cast: None,
+                    })
+                }
+                // `-1::int8` is `-(1::int8)` in PostgreSQL: still a constant of that type.
+                Some(KeySrc::Literal {
+                    text,
+                    is_string,
+                    cast: Some(cast),
+                }) if is_numeric_type(&cast) => {
+                    let text = match (negative, text.trim_start().strip_prefix('-')) {
+                        (true, Some(rest)) => Cow::Owned(rest.to_owned()),
+                        (true, None) => Cow::Owned(format!("-{}", text.trim_start())),
+                        (false, _) => text,
+                    };
+                    Some(KeySrc::Literal {
+                        text,
+                        is_string,
+                        cast: Some(cast),
                     })
                 }
                 _ => None,
