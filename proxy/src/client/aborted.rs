@@ -102,15 +102,7 @@ impl Session {
                 self.query_error(code, &message);
             }
             FrontendMessage::Terminate => return Err(Stop::Client),
-            FrontendMessage::Password(_) => {
-                encode::error_response(
-                    &mut self.cout,
-                    "FATAL",
-                    "08P01",
-                    "unexpected password message",
-                );
-                return Err(Stop::Client);
-            }
+            FrontendMessage::Password(_) => return Err(self.unexpected_password()),
             FrontendMessage::Flush
             | FrontendMessage::CopyData(_)
             | FrontendMessage::CopyDone

@@ -8,7 +8,11 @@
 
 use std::collections::VecDeque;
 
-use crate::protocol::backend::TransactionStatus;
+use bytes::BytesMut;
+
+use super::pipeline::{forward_error, parse_ready, Desync, Kind, Owed, Pending, Pipeline};
+use crate::protocol::backend::{self as be, TransactionStatus};
+use crate::protocol::encode;
 
 /// Per-request state of a fan-out.
 #[derive(Debug, Default)]
@@ -111,6 +115,167 @@ fn counted(prefix: &str) -> bool {
         prefix,
         "SELECT" | "INSERT 0" | "UPDATE" | "DELETE" | "COPY" | "MERGE" | "FETCH" | "MOVE"
     )
+}
+
+impl Pipeline {
+    /// A message from one of several shards answering the head entry.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn handle_fanout(
+        &mut self,
+        shard: usize,
+        kind: Kind,
+        tag: u8,
+        frame: &[u8],
+        body: &[u8],
+        swallow: bool,
+        out: &mut BytesMut,
+    ) -> Result<(), Desync> {
+        let forward = !swallow && !self.suppress;
+        let Some(Pending {
+            owed: Owed::Many(f),
+            ..
+        }) = self.queue.front_mut()
+        else {
+            return Ok(());
+        };
+        let mut shard_done = false;
+        let mut entered_copy = false;
+        match tag {
+            b'E' => {
+                self.copy_in = false;
+                let first = !f.failed && !self.suppress;
+                f.failed = true;
+                if first {
+                    forward_error(
+                        &mut self.replace_next_error,
+                        &mut self.fatal,
+                        shard,
+                        (frame, body),
+                        out,
+                    );
+                } else if let Ok(fields) = be::parse_error_fields(body) {
+                    if matches!(fields.severity(), "FATAL" | "PANIC") {
+                        self.fatal = Some((shard, fields.message().to_string()));
+                    }
+                }
+                if !kind.ends_with_ready() {
+                    shard_done = true;
+                }
+            }
+            b'Z' if kind.ends_with_ready() => {
+                let status = parse_ready(body)?;
+                f.note_status(status);
+                self.shard_status.push((shard, status));
+                shard_done = true;
+            }
+            b'T' if matches!(kind, Kind::Query | Kind::Execute) => {
+                if !f.described && forward && !f.failed {
+                    out.extend_from_slice(frame);
+                }
+                f.described = true;
+            }
+            b'G' | b'H' if matches!(kind, Kind::Query | Kind::Execute) => {
+                if tag == b'G' && !self.copy_in {
+                    self.copy_in = true;
+                    entered_copy = true;
+                }
+                if !f.described && !f.failed {
+                    out.extend_from_slice(frame);
+                }
+                f.described = true;
+            }
+            b'D' | b'd' if matches!(kind, Kind::Query | Kind::Execute) => {
+                // A replicated write (reference table) returns its rows once, from one shard.
+                if forward && !f.failed && (!f.replicated || !f.first_done) {
+                    out.extend_from_slice(frame);
+                }
+            }
+            b'c' if matches!(kind, Kind::Query | Kind::Execute) => {
+                // one CopyDone for the client, after the last shard's data
+                if f.pending.len() == 1 && forward && !f.failed {
+                    out.extend_from_slice(frame);
+                }
+            }
+            b'C' if matches!(kind, Kind::Query | Kind::Execute) => {
+                self.copy_in = false;
+                if body.starts_with(b"ROLLBACK") {
+                    self.saw_rollback = true;
+                }
+                let text =
+                    std::str::from_utf8(body.strip_suffix(b"\0").unwrap_or(body)).unwrap_or("");
+                if !f.replicated || f.tag.is_none() {
+                    f.note_tag(text);
+                }
+                if kind == Kind::Execute {
+                    shard_done = true;
+                }
+            }
+            b'I' if matches!(kind, Kind::Query | Kind::Execute) => {
+                f.empty_query = true;
+                if kind == Kind::Execute {
+                    shard_done = true;
+                }
+            }
+            b'1' if kind == Kind::Parse => shard_done = true,
+            b'2' if kind == Kind::Bind => shard_done = true,
+            b'3' if kind == Kind::Close => shard_done = true,
+            _ => {
+                return Err(Desync {
+                    tag: tag as char,
+                    expecting: format!("{kind:?} (from several shards)"),
+                })
+            }
+        }
+        if entered_copy {
+            // Syncs the client sent after the COPY's Execute are ignored by the servers.
+            self.drop_syncs_during_copy();
+            return Ok(());
+        }
+        if !shard_done {
+            return Ok(());
+        }
+        let failed_now = tag == b'E' && !kind.ends_with_ready();
+        f.pending.pop_front();
+        f.first_done = true;
+        let all_done = f.pending.is_empty();
+        if all_done {
+            let failed = f.failed;
+            // The merged closing message(s).
+            if forward && !failed {
+                match kind {
+                    Kind::Query | Kind::Execute => {
+                        if let Some(t) = &f.tag {
+                            encode::command_complete(out, &t.text());
+                        } else if f.empty_query {
+                            encode::empty_query_response(out);
+                        }
+                    }
+                    Kind::Parse => encode::parse_complete(out),
+                    Kind::Bind => encode::bind_complete(out),
+                    Kind::Close => encode::close_complete(out),
+                    _ => {}
+                }
+            }
+            let status = f.status;
+            if kind.ends_with_ready() {
+                let status = status.unwrap_or(TransactionStatus::Idle);
+                if !swallow {
+                    encode::ready_for_query(out, status);
+                    self.status = Some(status);
+                }
+                self.complete(!failed);
+                self.after_ready(kind, out);
+                return Ok(());
+            }
+            self.complete(!failed);
+        }
+        if failed_now {
+            self.skip_to_sync(shard);
+            self.suppress = true;
+        }
+        self.drain_synthetic(out);
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -45,17 +45,20 @@ impl Session {
             FrontendMessage::CopyFail(raw) => self.on_copy_end(&raw),
             FrontendMessage::CopyDone => self.on_copy_end(b"c\0\0\0\x04"),
             FrontendMessage::FunctionCall(raw) => self.on_function_call(raw).await,
-            FrontendMessage::Password(_) => {
-                encode::error_response(
-                    &mut self.cout,
-                    "FATAL",
-                    "08P01",
-                    "unexpected password message",
-                );
-                return Err(Stop::Client);
-            }
+            FrontendMessage::Password(_) => return Err(self.unexpected_password()),
         }
         Ok(())
+    }
+
+    /// A password message outside authentication is a protocol violation: FATAL, and close.
+    pub(crate) fn unexpected_password(&mut self) -> Stop {
+        encode::error_response(
+            &mut self.cout,
+            "FATAL",
+            "08P01",
+            "unexpected password message",
+        );
+        Stop::Client
     }
 
     /// An error the proxy itself produces for a simple Query (answered with ReadyForQuery).

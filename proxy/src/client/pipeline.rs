@@ -46,7 +46,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    fn ends_with_ready(self) -> bool {
+    pub(super) fn ends_with_ready(self) -> bool {
         matches!(self, Kind::Query | Kind::FunctionCall | Kind::Sync)
     }
 }
@@ -178,13 +178,13 @@ pub struct Desync {
 /// The queue plus the state of the current answer.
 #[derive(Debug, Default)]
 pub struct Pipeline {
-    queue: VecDeque<Pending>,
+    pub(super) queue: VecDeque<Pending>,
     /// An error arrived for the current single-shard Query/Sync (its ReadyForQuery completes
     /// it as failed).
     error_in_progress: bool,
     /// An error was reported in the current Sync group: nothing more reaches the client until
     /// that Sync's ReadyForQuery.
-    suppress: bool,
+    pub(super) suppress: bool,
     /// Entries answered since the session last drained this list.
     pub completed: Vec<Completed>,
     /// Status from the latest ReadyForQuery sent to the client.
@@ -245,7 +245,7 @@ impl Pipeline {
 
     /// The server entered copy-in mode for the head entry: it ignores the Syncs the client sent
     /// after that Execute and before ending the copy, so they get no ReadyForQuery.
-    fn drop_syncs_during_copy(&mut self) {
+    pub(super) fn drop_syncs_during_copy(&mut self) {
         let mut end = self
             .queue
             .iter()
@@ -263,7 +263,7 @@ impl Pipeline {
     }
 
     /// Emits synthetic answers and drops copy-end markers that reached the head.
-    fn drain_synthetic(&mut self, out: &mut BytesMut) {
+    pub(super) fn drain_synthetic(&mut self, out: &mut BytesMut) {
         loop {
             match self.queue.front() {
                 Some(Pending {
@@ -297,7 +297,7 @@ impl Pipeline {
         }
     }
 
-    fn complete(&mut self, ok: bool) {
+    pub(super) fn complete(&mut self, ok: bool) {
         if let Some(p) = self.queue.pop_front() {
             self.completed.push(Completed {
                 action: p.action,
@@ -309,7 +309,7 @@ impl Pipeline {
 
     /// `shard` reported an error in the extended protocol: it skips everything up to its own
     /// Sync, so it owes nothing for those entries; synthetic answers in between are dropped.
-    fn skip_to_sync(&mut self, shard: usize) {
+    pub(super) fn skip_to_sync(&mut self, shard: usize) {
         let mut i = 0;
         while i < self.queue.len() {
             let Some(p) = self.queue.get_mut(i) else {
@@ -391,7 +391,13 @@ impl Pipeline {
                 // An error ends copy mode (the server then skips to Sync in the extended protocol).
                 self.copy_in = false;
                 if !self.suppress {
-                    self.forward_error(shard, frame, body, out);
+                    forward_error(
+                        &mut self.replace_next_error,
+                        &mut self.fatal,
+                        shard,
+                        (frame, body),
+                        out,
+                    );
                 }
                 if kind.ends_with_ready() {
                     self.error_in_progress = true;
@@ -459,177 +465,12 @@ impl Pipeline {
 
     /// After a ReadyForQuery completed an entry: a Sync ends error suppression, and the next
     /// group's synthetic answers may go out.
-    fn after_ready(&mut self, kind: Kind, out: &mut BytesMut) {
+    pub(super) fn after_ready(&mut self, kind: Kind, out: &mut BytesMut) {
         if kind == Kind::Sync || kind == Kind::Query {
             self.suppress = false;
         }
         self.drain_synthetic(out);
         self.ready_and_empty = self.queue.is_empty();
-    }
-
-    /// A message from one of several shards answering the head entry.
-    #[allow(clippy::too_many_arguments)]
-    fn handle_fanout(
-        &mut self,
-        shard: usize,
-        kind: Kind,
-        tag: u8,
-        frame: &[u8],
-        body: &[u8],
-        swallow: bool,
-        out: &mut BytesMut,
-    ) -> Result<(), Desync> {
-        let forward = !swallow && !self.suppress;
-        let Some(Pending {
-            owed: Owed::Many(f),
-            ..
-        }) = self.queue.front_mut()
-        else {
-            return Ok(());
-        };
-        let mut shard_done = false;
-        let mut entered_copy = false;
-        match tag {
-            b'E' => {
-                self.copy_in = false;
-                let first = !f.failed && !self.suppress;
-                f.failed = true;
-                if first {
-                    if let Some(mine) = self.replace_next_error.take() {
-                        out.extend_from_slice(&mine);
-                    } else {
-                        match be::parse_error_fields(body) {
-                            Ok(mut fields) if matches!(fields.severity(), "FATAL" | "PANIC") => {
-                                self.fatal = Some((shard, fields.message().to_string()));
-                                fields.set(b'S', "ERROR");
-                                fields.set(b'V', "ERROR");
-                                encode::error_fields(out, b'E', &fields);
-                            }
-                            _ => out.extend_from_slice(frame),
-                        }
-                    }
-                } else if let Ok(fields) = be::parse_error_fields(body) {
-                    if matches!(fields.severity(), "FATAL" | "PANIC") {
-                        self.fatal = Some((shard, fields.message().to_string()));
-                    }
-                }
-                if !kind.ends_with_ready() {
-                    shard_done = true;
-                }
-            }
-            b'Z' if kind.ends_with_ready() => {
-                let status = parse_ready(body)?;
-                f.note_status(status);
-                self.shard_status.push((shard, status));
-                shard_done = true;
-            }
-            b'T' if matches!(kind, Kind::Query | Kind::Execute) => {
-                if !f.described && forward && !f.failed {
-                    out.extend_from_slice(frame);
-                }
-                f.described = true;
-            }
-            b'G' | b'H' if matches!(kind, Kind::Query | Kind::Execute) => {
-                if tag == b'G' && !self.copy_in {
-                    self.copy_in = true;
-                    entered_copy = true;
-                }
-                if !f.described && !f.failed {
-                    out.extend_from_slice(frame);
-                }
-                f.described = true;
-            }
-            b'D' | b'd' if matches!(kind, Kind::Query | Kind::Execute) => {
-                // A replicated write (reference table) returns its rows once, from one shard.
-                if forward && !f.failed && (!f.replicated || !f.first_done) {
-                    out.extend_from_slice(frame);
-                }
-            }
-            b'c' if matches!(kind, Kind::Query | Kind::Execute) => {
-                // one CopyDone for the client, after the last shard's data
-                if f.pending.len() == 1 && forward && !f.failed {
-                    out.extend_from_slice(frame);
-                }
-            }
-            b'C' if matches!(kind, Kind::Query | Kind::Execute) => {
-                self.copy_in = false;
-                if body.starts_with(b"ROLLBACK") {
-                    self.saw_rollback = true;
-                }
-                let text =
-                    std::str::from_utf8(body.strip_suffix(b"\0").unwrap_or(body)).unwrap_or("");
-                if !f.replicated || f.tag.is_none() {
-                    f.note_tag(text);
-                }
-                if kind == Kind::Execute {
-                    shard_done = true;
-                }
-            }
-            b'I' if matches!(kind, Kind::Query | Kind::Execute) => {
-                f.empty_query = true;
-                if kind == Kind::Execute {
-                    shard_done = true;
-                }
-            }
-            b'1' if kind == Kind::Parse => shard_done = true,
-            b'2' if kind == Kind::Bind => shard_done = true,
-            b'3' if kind == Kind::Close => shard_done = true,
-            _ => {
-                return Err(Desync {
-                    tag: tag as char,
-                    expecting: format!("{kind:?} (from several shards)"),
-                })
-            }
-        }
-        if entered_copy {
-            // Syncs the client sent after the COPY's Execute are ignored by the servers.
-            self.drop_syncs_during_copy();
-            return Ok(());
-        }
-        if !shard_done {
-            return Ok(());
-        }
-        let failed_now = tag == b'E' && !kind.ends_with_ready();
-        f.pending.pop_front();
-        f.first_done = true;
-        let all_done = f.pending.is_empty();
-        if all_done {
-            let failed = f.failed;
-            // The merged closing message(s).
-            if forward && !failed {
-                match kind {
-                    Kind::Query | Kind::Execute => {
-                        if let Some(t) = &f.tag {
-                            encode::command_complete(out, &t.text());
-                        } else if f.empty_query {
-                            encode::empty_query_response(out);
-                        }
-                    }
-                    Kind::Parse => encode::parse_complete(out),
-                    Kind::Bind => encode::bind_complete(out),
-                    Kind::Close => encode::close_complete(out),
-                    _ => {}
-                }
-            }
-            let status = f.status;
-            if kind.ends_with_ready() {
-                let status = status.unwrap_or(TransactionStatus::Idle);
-                if !swallow {
-                    encode::ready_for_query(out, status);
-                    self.status = Some(status);
-                }
-                self.complete(!failed);
-                self.after_ready(kind, out);
-                return Ok(());
-            }
-            self.complete(!failed);
-        }
-        if failed_now {
-            self.skip_to_sync(shard);
-            self.suppress = true;
-        }
-        self.drain_synthetic(out);
-        Ok(())
     }
 
     fn finish(&mut self, frame: &[u8], forward: bool, out: &mut BytesMut) {
@@ -647,27 +488,34 @@ impl Pipeline {
             self.copy_in = false;
         }
     }
+}
 
-    /// Errors reach the client (an injected statement's failure is the client's failure).
-    /// FATAL/PANIC are downgraded: the backend dies, but the client's connection to us lives on.
-    fn forward_error(&mut self, shard: usize, frame: &[u8], body: &[u8], out: &mut BytesMut) {
-        if let Some(mine) = self.replace_next_error.take() {
-            out.extend_from_slice(&mine);
-            return;
+/// Errors reach the client (an injected statement's failure is the client's failure), or the
+/// proxy's own error replaces the server's. FATAL/PANIC are downgraded: the backend dies, but
+/// the client's connection to us lives on.
+pub(super) fn forward_error(
+    replace: &mut Option<Bytes>,
+    fatal: &mut Option<(usize, String)>,
+    shard: usize,
+    (frame, body): (&[u8], &[u8]),
+    out: &mut BytesMut,
+) {
+    if let Some(mine) = replace.take() {
+        out.extend_from_slice(&mine);
+        return;
+    }
+    match be::parse_error_fields(body) {
+        Ok(mut fields) if matches!(fields.severity(), "FATAL" | "PANIC") => {
+            *fatal = Some((shard, fields.message().to_string()));
+            fields.set(b'S', "ERROR");
+            fields.set(b'V', "ERROR");
+            encode::error_fields(out, b'E', &fields);
         }
-        match be::parse_error_fields(body) {
-            Ok(mut fields) if matches!(fields.severity(), "FATAL" | "PANIC") => {
-                self.fatal = Some((shard, fields.message().to_string()));
-                fields.set(b'S', "ERROR");
-                fields.set(b'V', "ERROR");
-                encode::error_fields(out, b'E', &fields);
-            }
-            _ => out.extend_from_slice(frame),
-        }
+        _ => out.extend_from_slice(frame),
     }
 }
 
-fn parse_ready(body: &[u8]) -> Result<TransactionStatus, Desync> {
+pub(super) fn parse_ready(body: &[u8]) -> Result<TransactionStatus, Desync> {
     be::parse_ready_for_query(body).map_err(|_| Desync {
         tag: 'Z',
         expecting: "a valid ReadyForQuery".into(),
