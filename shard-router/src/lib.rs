@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use config::Config;
 
-pub use analyze::{CopyIn, Statement};
+pub use analyze::{CopyIn, ParseCacheStats, Prepared, Statement};
 pub use placement::ShardMap;
 pub use tables::{TableRule, Tables};
 
@@ -195,9 +195,25 @@ impl Router {
         plan::plan(self, stmt, params)
     }
 
-    /// `prepare` + `plan` without parameters (simple protocol).
+    /// Prepares a simple-protocol query (no parameters): texts that differ only in their
+    /// constants (`... WHERE aid = 17` / `= 18`) share one analysis, cached by normalized text.
+    pub fn prepare_query(&self, sql: &str) -> Result<Prepared, RouteError> {
+        analyze::prepare_query(self, sql)
+    }
+
+    /// The plan of a query from `prepare_query`: the same plan `prepare` + `plan` give its text.
+    pub fn plan_query(&self, prepared: &Prepared) -> Result<Plan, RouteError> {
+        analyze::plan_query(self, prepared)
+    }
+
+    /// `prepare_query` + `plan_query` (simple protocol).
     pub fn route_sql(&self, sql: &str) -> Result<Plan, RouteError> {
-        let stmt = self.prepare(sql)?;
-        self.plan(&stmt, &Params::default())
+        let prepared = self.prepare_query(sql)?;
+        self.plan_query(&prepared)
+    }
+
+    /// Counters of the parse cache (analyses made, normalized-text hits and fallbacks).
+    pub fn parse_cache_stats(&self) -> ParseCacheStats {
+        self.cache.stats()
     }
 }

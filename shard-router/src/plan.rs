@@ -10,6 +10,12 @@ use crate::keys::{self, KeyContext, KeyError};
 use crate::placement::show_key;
 use crate::{Params, Plan, RouteError, Router, ShardPart, Statement, StatementKind, Target};
 
+mod constants;
+mod split;
+
+pub(crate) use constants::plan_constants;
+use split::{build_part, split_plan, split_template};
+
 /// How an analysed statement is routed.
 #[derive(Debug, Clone)]
 pub(crate) enum Route {
@@ -264,6 +270,15 @@ fn key_error(column: &str, e: &KeyError) -> RouteError {
     e.to_route_error(table, col)
 }
 
+/// A keyed route without key restriction: every shard.
+fn all_shards(route: &KeyRoute, kind: StatementKind) -> Plan {
+    Plan {
+        target: Target::All,
+        kind,
+        reason: format!("{}: no shard key in WHERE -> all shards", route.subject),
+    }
+}
+
 fn keyed(
     router: &Router,
     route: &KeyRoute,
@@ -271,13 +286,7 @@ fn keyed(
     params: &Params<'_>,
 ) -> Result<Plan, RouteError> {
     let terms = match &route.keys {
-        Keys::Any => {
-            return Ok(Plan {
-                target: Target::All,
-                kind,
-                reason: format!("{}: no shard key in WHERE -> all shards", route.subject),
-            })
-        }
+        Keys::Any => return Ok(all_shards(route, kind)),
         Keys::Terms(terms) => terms,
     };
     let mut shards: Vec<usize> = Vec::with_capacity(terms.len().min(8));
@@ -347,19 +356,31 @@ fn keyed(
             }
         }
     }
+    Ok(keyed_plan(router, terms, shards, single, kind))
+}
+
+/// The plan of a keyed route from the shards its terms placed (`single`: the reason when one
+/// term placed one key).
+fn keyed_plan(
+    router: &Router,
+    terms: &[KeyTerm],
+    mut shards: Vec<usize>,
+    single: Option<String>,
+    kind: StatementKind,
+) -> Plan {
     shards.sort_unstable();
     shards.dedup();
     let column = terms.first().map_or("key", |t| t.column.as_str());
     if shards.is_empty() {
         // No row can match: any one shard gives the right (empty) answer.
-        return Ok(Plan {
+        return Plan {
             target: Target::Shards(vec![0]),
             kind,
             reason: format!(
                 "{column}: no key value can match -> {}",
                 shard_name(router, 0)
             ),
-        });
+        };
     }
     let reason = match single {
         Some(reason) if shards.len() == 1 => reason,
@@ -368,11 +389,11 @@ fn keyed(
             format!("{column} in {} keys -> {}", terms.len(), names.join(", "))
         }
     };
-    Ok(Plan {
+    Plan {
         target: Target::Shards(shards),
         kind,
         reason,
-    })
+    }
 }
 
 fn insert(
@@ -446,16 +467,7 @@ fn insert(
             reason,
         });
     }
-    let template = route.split.as_ref().map_err(|why| {
-        RouteError::new(
-            "0A000",
-            format!(
-                "the rows of this INSERT into sharded table {} belong to different shards and \
-                 the statement cannot be split: {why}",
-                route.table
-            ),
-        )
-    })?;
+    let template = split_template(route)?;
     let mut parts = Vec::with_capacity(shards.len());
     for &shard in &shards {
         let rows = row_shards
@@ -463,20 +475,10 @@ fn insert(
             .enumerate()
             .filter(|(_, s)| **s == shard)
             .filter_map(|(i, _)| template.rows.get(i));
-        let (sql, params) = build_part(template, rows);
+        let (sql, params) = build_part(template, rows, |_| None);
         parts.push(ShardPart { shard, sql, params });
     }
-    let names: Vec<&str> = shards.iter().map(|s| shard_name(router, *s)).collect();
-    Ok(Plan {
-        target: Target::Split(parts),
-        kind,
-        reason: format!(
-            "{} rows of {} split over {}",
-            route.rows.len(),
-            route.table,
-            names.join(", ")
-        ),
-    })
+    Ok(split_plan(router, route, shards, parts, kind))
 }
 
 /// The 23502 error for a row whose key is NULL or DEFAULT.
@@ -489,42 +491,6 @@ pub(crate) fn null_key_error(table: &str, column: &str, row: usize, what: &str) 
             row + 1
         ),
     )
-}
-
-/// One shard's statement: the template with only `rows`, parameters renumbered `$1..` in order
-/// of appearance, and the new -> original parameter mapping.
-fn build_part<'a>(
-    template: &'a SplitTemplate,
-    rows: impl Iterator<Item = &'a Vec<Segment>>,
-) -> (String, Vec<usize>) {
-    let mut sql = String::new();
-    let mut mapping: Vec<usize> = Vec::new();
-    let mut put = |segments: &[Segment], sql: &mut String| {
-        for segment in segments {
-            match segment {
-                Segment::Text(text) => sql.push_str(text),
-                Segment::Param(original) => {
-                    let new = match mapping.iter().position(|p| p == original) {
-                        Some(i) => i,
-                        None => {
-                            mapping.push(*original);
-                            mapping.len() - 1
-                        }
-                    };
-                    let _ = write!(sql, "${}", new + 1);
-                }
-            }
-        }
-    };
-    put(&template.prefix, &mut sql);
-    for (i, row) in rows.enumerate() {
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        put(row, &mut sql);
-    }
-    put(&template.suffix, &mut sql);
-    (sql, mapping)
 }
 
 #[cfg(test)]
@@ -557,38 +523,5 @@ mod tests {
         };
         assert_eq!(all.len(), 3);
         assert!(one.single_shard());
-    }
-
-    #[test]
-    fn parts_renumber_parameters_in_order_of_appearance() {
-        let t = SplitTemplate {
-            prefix: vec![Segment::Text("INSERT INTO t (a, b) VALUES ".into())],
-            rows: vec![
-                vec![
-                    Segment::Text("(".into()),
-                    Segment::Param(0),
-                    Segment::Text(", ".into()),
-                    Segment::Param(4),
-                    Segment::Text(")".into()),
-                ],
-                vec![
-                    Segment::Text("(".into()),
-                    Segment::Param(2),
-                    Segment::Text(", ".into()),
-                    Segment::Param(4),
-                    Segment::Text(")".into()),
-                ],
-            ],
-            suffix: vec![Segment::Text(" RETURNING ".into()), Segment::Param(5)],
-        };
-        let (sql, params) = build_part(&t, t.rows.iter().skip(1));
-        assert_eq!(sql, "INSERT INTO t (a, b) VALUES ($1, $2) RETURNING $3");
-        assert_eq!(params, vec![2, 4, 5]);
-        let (sql, params) = build_part(&t, t.rows.iter());
-        assert_eq!(
-            sql,
-            "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $2) RETURNING $4"
-        );
-        assert_eq!(params, vec![0, 4, 2, 5]);
     }
 }

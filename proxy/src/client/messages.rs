@@ -176,10 +176,12 @@ impl Session {
             // Nothing is sharded: everything lives on the default shard.
             Targets::One(0)
         } else {
-            let routed = router.prepare(sql).and_then(|stmt| {
+            // Texts that differ only in constants share one analysis (pgbench -S, ORMs
+            // without bind parameters): the normalising cache plans with the constants.
+            let routed = router.prepare_query(sql).and_then(|prepared| {
                 router
-                    .plan(&stmt, &Default::default())
-                    .map(|plan| (stmt, plan))
+                    .plan_query(&prepared)
+                    .map(|plan| (prepared.statement().clone(), plan))
             });
             let (stmt, plan) = match routed {
                 Ok(r) => r,

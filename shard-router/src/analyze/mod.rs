@@ -1,6 +1,11 @@
 //! SQL analysis: a statement text is tokenized, split into statements, parsed (sqlparser,
 //! PostgreSQL dialect, bounded recursion) and analysed once into a [`Statement`], which the
 //! router caches by text. `plan` then only places parameter values.
+//!
+//! Simple-protocol texts differ in their constants from query to query (`... WHERE aid = 17`),
+//! so [`prepare_query`] first normalizes them (`normalize`: constants become pseudo-parameters)
+//! and caches the analysis by the normalized text; `plan::plan_constants` then places the
+//! constants as the analysis would have placed the literals.
 
 mod analyzer;
 mod copy_stmt;
@@ -10,6 +15,7 @@ mod from;
 mod functions;
 mod level;
 mod names;
+pub(crate) mod normalize;
 mod predicate;
 mod query;
 mod split;
@@ -17,6 +23,7 @@ mod statement;
 mod utility;
 
 use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use lru::LruCache;
@@ -26,7 +33,7 @@ use sqlparser::parser::Parser;
 
 use crate::copy::CopyFormat;
 use crate::plan::Route;
-use crate::{Params, RouteError, Router, StatementKind, Target};
+use crate::{Params, Plan, RouteError, Router, StatementKind, Target};
 
 /// Capacity of the parse cache (distinct statement texts).
 pub(crate) const PARSE_CACHE_CAPACITY: usize = 4096;
@@ -36,7 +43,7 @@ pub(crate) const RECURSION_LIMIT: usize = 64;
 
 /// Statements with more operators than this are not parsed: operator chains nest one level
 /// each, and deep trees would overflow the stack when walked, cloned or dropped.
-const MAX_OPERATORS: usize = 1000;
+pub(crate) const MAX_OPERATORS: usize = 1000;
 
 /// Longer texts are analysed every time instead of cached (bounds the cache's memory).
 const MAX_CACHED_SQL_BYTES: usize = 64 * 1024;
@@ -130,24 +137,56 @@ impl Part {
 
 type Cached = Result<Arc<Statement>, RouteError>;
 
-/// Bounded LRU cache of analysed statements (refusals included), keyed by SQL text.
+/// Bounded LRU caches of analysed statements: by exact SQL text (refusals included), and by
+/// normalized text (the decision whether its analysis stands for the texts it normalizes).
 pub(crate) struct ParseCache {
     entries: Mutex<LruCache<String, Cached>>,
+    normalized: Mutex<LruCache<String, normalize::verify::Decision>>,
+    analyses: AtomicU64,
+    template_hits: AtomicU64,
+    fallbacks: AtomicU64,
+}
+
+/// Counters of the parse cache (since the router was built).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ParseCacheStats {
+    /// Texts analysed with the SQL parser (cache misses, uncached texts, normalization checks).
+    pub analyses: u64,
+    /// Simple-protocol queries planned from the analysis of their normalized text.
+    pub template_hits: u64,
+    /// Simple-protocol queries whose normalized text must be analysed as the exact text.
+    pub fallbacks: u64,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The caches hold no invariant a panicking thread could break halfway.
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl ParseCache {
-    /// An empty cache holding up to `capacity` texts.
+    /// Empty caches holding up to `capacity` texts each.
     pub(crate) fn new(capacity: usize) -> ParseCache {
+        let capacity = NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN);
         ParseCache {
-            entries: Mutex::new(LruCache::new(
-                NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN),
-            )),
+            entries: Mutex::new(LruCache::new(capacity)),
+            normalized: Mutex::new(LruCache::new(capacity)),
+            analyses: AtomicU64::new(0),
+            template_hits: AtomicU64::new(0),
+            fallbacks: AtomicU64::new(0),
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, LruCache<String, Cached>> {
-        // The cache holds no invariant a panicking thread could break halfway.
-        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.entries)
+    }
+
+    /// The counters.
+    pub(crate) fn stats(&self) -> ParseCacheStats {
+        ParseCacheStats {
+            analyses: self.analyses.load(Ordering::Relaxed),
+            template_hits: self.template_hits.load(Ordering::Relaxed),
+            fallbacks: self.fallbacks.load(Ordering::Relaxed),
+        }
     }
 }
 
@@ -163,8 +202,98 @@ pub(crate) fn prepare(router: &Router, sql: &str) -> Result<Arc<Statement>, Rout
     result
 }
 
+/// A simple-protocol query ready to plan: its analysis, and when that is the analysis of its
+/// normalized text, the text whose constants the plan places.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    stmt: Arc<Statement>,
+    constants: Option<Constants>,
+}
+
+/// The text of a normalized query and its constants (`$k` is `list[k - 1]`).
+#[derive(Debug, Clone)]
+struct Constants {
+    sql: String,
+    list: Vec<normalize::Constant>,
+}
+
+impl Prepared {
+    /// The analysis (kinds, merge requirement, COPY split) to use for this query. For a
+    /// normalized query it is shared by all texts that differ only in their constants; plan it
+    /// with `Router::plan_query`, not `Router::plan`.
+    pub fn statement(&self) -> &Arc<Statement> {
+        &self.stmt
+    }
+
+    /// True when the analysis is that of the normalized text.
+    pub fn is_normalized(&self) -> bool {
+        self.constants.is_some()
+    }
+
+    fn exact(stmt: Arc<Statement>) -> Prepared {
+        Prepared {
+            stmt,
+            constants: None,
+        }
+    }
+}
+
+/// `prepare` for a simple-protocol text, through its normalized text when it has one.
+pub(crate) fn prepare_query(router: &Router, sql: &str) -> Result<Prepared, RouteError> {
+    let norm = match normalize::normalize(sql) {
+        Some(norm) if sql.len() <= MAX_CACHED_SQL_BYTES => norm,
+        _ => return prepare(router, sql).map(Prepared::exact),
+    };
+    let cache = &router.cache;
+    let cached = lock(&cache.normalized).get(&norm.key).cloned();
+    let decision = match cached {
+        Some(decision) => decision,
+        None => {
+            let exact = prepare(router, sql)?;
+            let decision = normalize::verify::decide(router, sql, &norm, &exact);
+            lock(&cache.normalized).put(norm.key, decision.clone());
+            if matches!(decision, normalize::verify::Decision::Fallback) {
+                cache.fallbacks.fetch_add(1, Ordering::Relaxed);
+                return Ok(Prepared::exact(exact));
+            }
+            decision
+        }
+    };
+    match decision {
+        normalize::verify::Decision::Template(stmt) => {
+            cache.template_hits.fetch_add(1, Ordering::Relaxed);
+            Ok(Prepared {
+                stmt,
+                constants: Some(Constants {
+                    sql: sql.to_owned(),
+                    list: norm.constants,
+                }),
+            })
+        }
+        normalize::verify::Decision::Fallback => {
+            cache.fallbacks.fetch_add(1, Ordering::Relaxed);
+            prepare(router, sql).map(Prepared::exact)
+        }
+    }
+}
+
+/// The plan of a prepared simple-protocol query. An error from placing the constants is
+/// answered by the exact text's own analysis, so errors read exactly as without normalization.
+pub(crate) fn plan_query(router: &Router, prepared: &Prepared) -> Result<Plan, RouteError> {
+    let Some(constants) = &prepared.constants else {
+        return crate::plan::plan(router, &prepared.stmt, &Params::default());
+    };
+    crate::plan::plan_constants(router, &prepared.stmt, &constants.sql, &constants.list).or_else(
+        |_| {
+            let stmt = prepare(router, &constants.sql)?;
+            crate::plan::plan(router, &stmt, &Params::default())
+        },
+    )
+}
+
 /// Analyses a whole text: each statement, then all together.
 fn analyze_text(router: &Router, sql: &str) -> Result<Statement, RouteError> {
+    router.cache.analyses.fetch_add(1, Ordering::Relaxed);
     let Some(tokens) = names::tokenize(sql) else {
         // Not even tokens (an unclosed quote, say): PostgreSQL will reject it; just make sure
         // it does not touch sharded tables on one shard only.

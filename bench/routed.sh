@@ -1,0 +1,448 @@
+#!/usr/bin/env bash
+# Routed single-row lookups: pgbench -S against pgbench_accounts hash-sharded on aid over two
+# PostgreSQL servers through shardproxy, compared with the same workload through shardproxy in
+# front of one unsharded PostgreSQL, and with that PostgreSQL directly. Reports TPS and the proxy
+# process's CPU per query; the issue's bar is sharded/unsharded proxy CPU <= 1.20x.
+# See bench/README.md ("Routed lookups") for what each number means.
+set -euo pipefail
+
+DURATION="${DURATION:-10}"
+ROUNDS="${ROUNDS:-3}"
+SCALE="${SCALE:-5}"
+CLIENTS="${CLIENTS:-8}"
+MODES="${MODES:-simple prepared}"
+WARMUP="${WARMUP:-2}"
+KEEP_TMP="${KEEP_TMP:-0}"
+
+BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_DIR="$(cd "$BENCH_DIR/.." && pwd)"
+OUT_DIR="${OUT_DIR:-$BENCH_DIR/results/routed-$(date +%Y%m%d-%H%M%S)}"
+# SHARDPROXY_BIN: benchmark an already built binary instead of building target/release/shardproxy.
+PROXY_BIN="${SHARDPROXY_BIN:-$REPO_DIR/target/release/shardproxy}"
+TARGETS="direct unsharded sharded"
+
+TMP=""
+SERVERS=() # data directories of the PostgreSQL servers started
+PROXY_PIDS=()
+UNSHARDED_PID=""
+SHARDED_PID=""
+CLK_TCK="$(getconf CLK_TCK)"
+
+log() { printf '[routed] %s\n' "$*" >&2; }
+die() {
+    printf '[routed] ERROR: %s\n' "$*" >&2
+    exit 1
+}
+
+is_positive_int() { [[ "$1" =~ ^[1-9][0-9]*$ ]]; }
+
+has_word() {
+    local w
+    for w in $2; do [[ "$w" == "$1" ]] && return 0; done
+    return 1
+}
+
+# Servers must not run as root: as root, hand them to the postgres OS user.
+as_pg() {
+    if [[ "$(id -u)" -eq 0 ]]; then
+        (cd "$TMP" && runuser -u postgres -- "$@")
+    else
+        (cd "$TMP" && "$@")
+    fi
+}
+
+# Several distinct free ports at once (bound together, so they differ).
+free_ports() {
+    python3 - "$1" <<'EOF'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+EOF
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# utime + stime of a whole process (all threads), in clock ticks.
+cpu_ticks() {
+    local stat rest fields
+    stat="$(<"/proc/$1/stat")" || return 1
+    rest="${stat##*) }"
+    read -r -a fields <<<"$rest"
+    echo $((fields[11] + fields[12]))
+}
+
+find_pg_bin() {
+    if [[ -n "${PG_BIN:-}" ]]; then
+        echo "$PG_BIN"
+        return
+    fi
+    local initdb d
+    if initdb="$(command -v initdb 2>/dev/null)"; then
+        dirname "$(readlink -f "$initdb")"
+        return
+    fi
+    d="$(find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -type d -name bin 2>/dev/null | sort -V | tail -n 1)"
+    [[ -n "$d" && -x "$d/initdb" ]] ||
+        die "PostgreSQL server binaries (initdb, pg_ctl, postgres) not found on PATH or under /usr/lib/postgresql/*/bin; install them with: apt-get install -y postgresql"
+    echo "$d"
+}
+
+stop_all() {
+    set +e
+    local pid d
+    for pid in "${PROXY_PIDS[@]}"; do
+        kill -0 "$pid" 2>/dev/null || continue
+        kill -TERM "$pid" 2>/dev/null
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+    done
+    for d in "${SERVERS[@]}"; do
+        [[ -f "$d/postmaster.pid" ]] && as_pg "$PG_BIN/pg_ctl" -D "$d" -m fast -w stop >/dev/null 2>&1
+    done
+    if [[ -n "$TMP" && -d "$TMP" ]]; then
+        if [[ "$KEEP_TMP" == 1 ]]; then log "kept temp dir $TMP"; else rm -rf "$TMP"; fi
+    fi
+}
+trap stop_all EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---------------------------------------------------------------- parameters
+for v in DURATION ROUNDS SCALE WARMUP; do
+    [[ "${!v}" =~ ^[0-9]+$ ]] || die "$v must be a non-negative integer, got '${!v}'"
+done
+is_positive_int "$DURATION" || die "DURATION must be at least 1"
+is_positive_int "$ROUNDS" || die "ROUNDS must be at least 1"
+is_positive_int "$SCALE" || die "SCALE must be at least 1"
+for c in $CLIENTS; do is_positive_int "$c" || die "CLIENTS must be positive integers, got '$c'"; done
+for m in $MODES; do
+    has_word "$m" "simple extended prepared" || die "unknown mode '$m' in MODES (simple extended prepared)"
+done
+[[ -n "${CLIENTS// /}" && -n "${MODES// /}" ]] || die "CLIENTS and MODES must not be empty"
+command -v python3 >/dev/null 2>&1 || die "python3 is needed (free ports, row generator)"
+if [[ "$(id -u)" -eq 0 ]] && ! id postgres >/dev/null 2>&1; then
+    die "running as root needs a 'postgres' OS user to run the servers (apt-get install -y postgresql creates it)"
+fi
+
+PG_BIN="$(find_pg_bin)"
+for b in initdb pg_ctl postgres; do
+    [[ -x "$PG_BIN/$b" ]] || die "$PG_BIN/$b is missing; install the PostgreSQL server package"
+done
+PGBENCH="$PG_BIN/pgbench"
+[[ -x "$PGBENCH" ]] || PGBENCH="$(command -v pgbench)" || die "pgbench not found; apt-get install -y postgresql-contrib"
+PSQL="$PG_BIN/psql"
+[[ -x "$PSQL" ]] || PSQL="$(command -v psql)" || die "psql not found; install the PostgreSQL client package"
+
+# ---------------------------------------------------------------- build
+if [[ -z "${SHARDPROXY_BIN:-}" ]]; then
+    log "building shardproxy (cargo build --release -p shardproxy)"
+    (cd "$REPO_DIR" && cargo build --release -p shardproxy) ||
+        die "cargo build --release -p shardproxy failed; fix the build or set SHARDPROXY_BIN"
+fi
+[[ -x "$PROXY_BIN" ]] || die "$PROXY_BIN does not exist or is not executable"
+
+# ---------------------------------------------------------------- PostgreSQL A, B, C
+TMP="$(mktemp -d /tmp/shardproxy-routed.XXXXXX)"
+chmod 755 "$TMP"
+[[ "$(id -u)" -eq 0 ]] && chown postgres: "$TMP"
+mkdir -p "$TMP/pgbench" "$OUT_DIR"
+read -r PORT_A PORT_B PORT_C PORT_UNSHARDED PORT_SHARDED ADMIN_U ADMIN_S <<<"$(free_ports 7)"
+PGCONN=(-h 127.0.0.1 -U postgres)
+
+# start_server NAME PORT: initdb + start, as in bench/pgbench.sh.
+start_server() {
+    local name="$1" port="$2" data="$TMP/pg-$1"
+    as_pg "$PG_BIN/initdb" -D "$data" -U postgres -A trust -E UTF8 --no-sync >"$TMP/initdb-$name.log" 2>&1 ||
+        {
+            cat "$TMP/initdb-$name.log" >&2
+            die "initdb of server $name failed"
+        }
+    cat >>"$data/postgresql.conf" <<EOF
+port = $port
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$TMP'
+max_connections = 200
+max_prepared_transactions = 100
+fsync = off
+EOF
+    SERVERS+=("$data")
+    as_pg "$PG_BIN/pg_ctl" -D "$data" -l "$TMP/postgres-$name.log" -w -t 60 start >/dev/null ||
+        {
+            tail -n 20 "$TMP/postgres-$name.log" >&2
+            die "PostgreSQL server $name did not start"
+        }
+    "$PSQL" "${PGCONN[@]}" -p "$port" -d postgres -qAtc 'CREATE DATABASE bench' >/dev/null
+}
+
+log "starting PostgreSQL ($("$PG_BIN/postgres" --version)): A on $PORT_A (unsharded), B on $PORT_B and C on $PORT_C (shards)"
+start_server A "$PORT_A"
+start_server B "$PORT_B"
+start_server C "$PORT_C"
+
+log "A: pgbench -i -s $SCALE"
+"$PGBENCH" "${PGCONN[@]}" -p "$PORT_A" -i -q -s "$SCALE" bench >"$TMP/init-A.log" 2>&1 ||
+    {
+        cat "$TMP/init-A.log" >&2
+        die "pgbench -i on A failed"
+    }
+for p in "$PORT_B" "$PORT_C"; do
+    # Empty tables; the reference tables get their (small) rows directly, on both shards.
+    "$PGBENCH" "${PGCONN[@]}" -p "$p" -i -q -I dt -s "$SCALE" bench >"$TMP/init-$p.log" 2>&1 ||
+        {
+            cat "$TMP/init-$p.log" >&2
+            die "pgbench -i -I dt on port $p failed"
+        }
+    "$PSQL" "${PGCONN[@]}" -p "$p" -d bench -qAt -v ON_ERROR_STOP=1 >/dev/null <<EOF
+INSERT INTO pgbench_branches (bid, bbalance) SELECT b, 0 FROM generate_series(1, $SCALE) b;
+INSERT INTO pgbench_tellers (tid, bid, tbalance) SELECT t, (t - 1) / 10 + 1, 0 FROM generate_series(1, 10 * $SCALE) t;
+EOF
+done
+
+# ---------------------------------------------------------------- shardproxy x2
+# start_proxy NAME PORT: runs the proxy with $TMP/NAME.toml; sets LAST_PID.
+start_proxy() {
+    local name="$1" port="$2" i
+    mkdir -p "$TMP/state-$name"
+    RUST_LOG="${RUST_LOG:-warn}" "$PROXY_BIN" run -c "$TMP/$name.toml" >"$TMP/proxy-$name.log" 2>&1 &
+    LAST_PID=$!
+    PROXY_PIDS+=("$LAST_PID")
+    for i in $(seq 100); do
+        port_open "$port" && return 0
+        kill -0 "$LAST_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    tail -n 20 "$TMP/proxy-$name.log" >&2
+    die "shardproxy ($name) did not start listening on 127.0.0.1:$port (log above)"
+}
+
+common_config() {
+    cat <<EOF
+[proxy]
+listen = "127.0.0.1:$1"
+admin_listen = "127.0.0.1:$2"
+state_dir = "$TMP/state-$3"
+
+[auth]
+method = "trust"
+
+[pool]
+size = 8
+mode = "transaction"
+EOF
+}
+
+{
+    common_config "$PORT_UNSHARDED" "$ADMIN_U" unsharded
+    cat <<EOF
+
+[[shards]]
+name = "a"
+url = "postgres://postgres@127.0.0.1:$PORT_A/bench"
+EOF
+} >"$TMP/unsharded.toml"
+
+{
+    common_config "$PORT_SHARDED" "$ADMIN_S" sharded
+    cat <<EOF
+
+[[shards]]
+name = "b"
+url = "postgres://postgres@127.0.0.1:$PORT_B/bench"
+
+[[shards]]
+name = "c"
+url = "postgres://postgres@127.0.0.1:$PORT_C/bench"
+
+[maps.accounts]
+strategy = "hash"
+key_type = "bigint"
+buckets = 1024
+
+[tables]
+pgbench_accounts = { map = "accounts", key = "aid" }
+pgbench_branches = { reference = true }
+pgbench_tellers = { reference = true }
+EOF
+} >"$TMP/sharded.toml"
+
+log "starting shardproxy: unsharded (A) on $PORT_UNSHARDED, sharded (B+C) on $PORT_SHARDED"
+start_proxy unsharded "$PORT_UNSHARDED"
+UNSHARDED_PID="$LAST_PID"
+start_proxy sharded "$PORT_SHARDED"
+SHARDED_PID="$LAST_PID"
+
+ROWS=$((SCALE * 100000))
+log "loading $ROWS pgbench_accounts rows through the sharded proxy (COPY, split per shard)"
+python3 - "$ROWS" <<'EOF' |
+import sys
+out = sys.stdout
+n = int(sys.argv[1])
+for aid in range(1, n + 1):
+    out.write(f"{aid}\t{(aid - 1) // 100000 + 1}\t0\t\n")
+EOF
+    "$PSQL" "${PGCONN[@]}" -p "$PORT_SHARDED" -d bench -qAt -v ON_ERROR_STOP=1 \
+        -c '\copy pgbench_accounts (aid, bid, abalance, filler) from pstdin' >"$TMP/load.log" 2>&1 ||
+    {
+        cat "$TMP/load.log" >&2
+        die "COPY through the sharded proxy failed"
+    }
+count_b="$("$PSQL" "${PGCONN[@]}" -p "$PORT_B" -d bench -qAtc 'SELECT count(*) FROM pgbench_accounts')"
+count_c="$("$PSQL" "${PGCONN[@]}" -p "$PORT_C" -d bench -qAtc 'SELECT count(*) FROM pgbench_accounts')"
+((count_b + count_c == ROWS)) || die "after loading, B has $count_b and C $count_c rows, expected $ROWS in total"
+log "rows per shard: B $count_b, C $count_c"
+for p in "$PORT_B" "$PORT_C"; do
+    "$PGBENCH" "${PGCONN[@]}" -p "$p" -i -q -I pv bench >"$TMP/keys-$p.log" 2>&1 ||
+        {
+            cat "$TMP/keys-$p.log" >&2
+            die "creating primary keys on port $p failed"
+        }
+done
+
+# ---------------------------------------------------------------- runs
+target_port() {
+    case "$1" in
+    direct) echo "$PORT_A" ;;
+    unsharded) echo "$PORT_UNSHARDED" ;;
+    sharded) echo "$PORT_SHARDED" ;;
+    esac
+}
+target_pid() {
+    case "$1" in
+    unsharded) echo "$UNSHARDED_PID" ;;
+    sharded) echo "$SHARDED_PID" ;;
+    *) echo "" ;;
+    esac
+}
+
+# One pgbench run; prints "status tps transactions cpu_seconds".
+run_pgbench() {
+    local target="$1" mode="$2" clients="$3" duration="$4" logfile="$5"
+    local port pid jobs before="" after="" rc=0
+    port="$(target_port "$target")"
+    pid="$(target_pid "$target")"
+    jobs=$((clients < 2 ? clients : 2))
+    [[ -n "$pid" ]] && before="$(cpu_ticks "$pid" 2>/dev/null || true)"
+    timeout --kill-after=5 $((duration + 60)) \
+        "$PGBENCH" "${PGCONN[@]}" -p "$port" -n -S -M "$mode" -c "$clients" -j "$jobs" \
+        -T "$duration" bench >"$logfile" 2>&1 || rc=$?
+    [[ -n "$pid" ]] && after="$(cpu_ticks "$pid" 2>/dev/null || true)"
+    local tps tx cpu="-"
+    tps="$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$logfile" | head -n 1)"
+    tx="$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$logfile" | head -n 1)"
+    if [[ -n "$before" && -n "$after" ]]; then
+        cpu="$(awk -v a="$after" -v b="$before" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", (a - b) / hz }')"
+    fi
+    if ((rc != 0)) || [[ -z "$tps" || -z "${tx:-}" || "${tx:-0}" -eq 0 ]]; then
+        echo "failed - - -"
+    else
+        echo "ok $tps $tx $cpu"
+    fi
+}
+
+ensure_alive() {
+    local pid
+    pid="$(target_pid "$1")"
+    [[ -z "$pid" ]] && return 0
+    kill -0 "$pid" 2>/dev/null && return 0
+    tail -n 20 "$TMP/proxy-$1.log" >&2 2>/dev/null || true
+    die "the $1 proxy (pid $pid) is no longer running"
+}
+
+# The order of the targets rotates from round to round.
+targets_for_round() {
+    local r="$1" arr n i out=()
+    read -r -a arr <<<"$TARGETS"
+    n=${#arr[@]}
+    for ((i = 0; i < n; i++)); do out+=("${arr[$(((i + r) % n))]}"); done
+    echo "${out[*]}"
+}
+
+if ((WARMUP > 0)); then
+    for t in $TARGETS; do
+        for m in $MODES; do
+            log "warm-up: $t $m (${WARMUP}s)"
+            read -r st _ <<<"$(run_pgbench "$t" "$m" 8 "$WARMUP" "$TMP/pgbench/warmup-$t-$m.log")"
+            [[ "$st" == ok ]] || {
+                tail -n 5 "$TMP/pgbench/warmup-$t-$m.log" >&2
+                die "warm-up against $t ($m) failed (above)"
+            }
+        done
+    done
+fi
+
+RUNS_CSV="$OUT_DIR/runs.csv"
+echo "round,mode,clients,target,status,tps,transactions,cpu_seconds,cpu_us_per_tx" >"$RUNS_CSV"
+for round in $(seq "$ROUNDS"); do
+    for mode in $MODES; do
+        for clients in $CLIENTS; do
+            for target in $(targets_for_round "$round"); do
+                ensure_alive "$target"
+                logfile="$TMP/pgbench/r$round-$mode-c$clients-$target.log"
+                read -r st tps tx cpu <<<"$(run_pgbench "$target" "$mode" "$clients" "$DURATION" "$logfile")"
+                cpu_us="-"
+                if [[ "$st" == ok && "$cpu" != "-" ]]; then
+                    cpu_us="$(awk -v c="$cpu" -v t="$tx" 'BEGIN { printf "%.2f", c * 1e6 / t }')"
+                fi
+                if [[ "$st" == ok ]]; then
+                    log "round $round $mode c=$clients $target: tps=${tps%.*} cpu=${cpu_us}us/tx"
+                else
+                    log "round $round $mode c=$clients $target: FAILED; pgbench said:"
+                    grep -Ei 'error|abort|fatal' "$logfile" | head -n 3 | sed 's/^/    /' >&2 || tail -n 3 "$logfile" >&2
+                fi
+                echo "$round,$mode,$clients,$target,$st,${tps//-/},${tx//-/},${cpu//-/},${cpu_us//-/}" >>"$RUNS_CSV"
+            done
+        done
+    done
+done
+
+# ---------------------------------------------------------------- report
+REPORT="$OUT_DIR/report.txt"
+{
+    echo "shardproxy routed lookups: pgbench -S, ${DURATION}s per run, $ROUNDS round(s), scale $SCALE"
+    echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)  cpus: $(nproc)  $("$PG_BIN/postgres" --version)"
+    echo "direct = PostgreSQL A; unsharded = shardproxy over A alone; sharded = shardproxy over B+C (hash on aid)"
+    echo "medians over the rounds; cpu = proxy process user+system CPU per transaction"
+    echo
+    awk -F, '
+    NR == 1 { next }
+    {
+        k = $2 SUBSEP $3 SUBSEP $4
+        if (!(k in seen)) { seen[k] = 1; keys[++nk] = k }
+        if ($5 != "ok") { failed[k] = 1; next }
+        n[k]++; tps[k, n[k]] = $6; if ($9 != "") { ncpu[k]++; cpu[k, ncpu[k]] = $9 }
+    }
+    function median(arr, k, cnt,    a, i, j, x) {
+        for (i = 1; i <= cnt; i++) a[i] = arr[k, i] + 0
+        for (i = 2; i <= cnt; i++) { x = a[i]; for (j = i - 1; j >= 1 && a[j] > x; j--) a[j + 1] = a[j]; a[j + 1] = x }
+        return cnt % 2 ? a[(cnt + 1) / 2] : (a[cnt / 2] + a[cnt / 2 + 1]) / 2
+    }
+    END {
+        printf "%-9s %-7s %-10s %10s %14s\n", "mode", "clients", "target", "tps", "cpu us/tx"
+        for (i = 1; i <= nk; i++) {
+            k = keys[i]; split(k, p, SUBSEP)
+            t = (k in failed || !n[k]) ? "n/a (failed)" : sprintf("%.0f", median(tps, k, n[k]))
+            c = (k in failed || !ncpu[k]) ? "-" : sprintf("%.1f", median(cpu, k, ncpu[k]))
+            printf "%-9s %-7s %-10s %10s %14s\n", p[1], p[2], p[3], t, c
+            if (!(k in failed) && ncpu[k]) med[k] = median(cpu, k, ncpu[k])
+            if (!(k in failed) && n[k]) mtps[k] = median(tps, k, n[k])
+        }
+        print ""
+        printf "%-9s %-7s %22s %22s\n", "mode", "clients", "cpu sharded/unsharded", "tps sharded/unsharded"
+        for (i = 1; i <= nk; i++) {
+            k = keys[i]; split(k, p, SUBSEP)
+            if (p[3] != "sharded") continue
+            u = p[1] SUBSEP p[2] SUBSEP "unsharded"
+            r = (k in med && u in med && med[u] > 0) ? sprintf("%.2fx", med[k] / med[u]) : "n/a"
+            q = (k in mtps && u in mtps && mtps[u] > 0) ? sprintf("%.2fx", mtps[k] / mtps[u]) : "n/a"
+            printf "%-9s %-7s %22s %22s\n", p[1], p[2], r, q
+        }
+        print ""
+        print "target: cpu sharded/unsharded <= 1.20x (the parse cache keeps routing cheap)"
+    }' "$RUNS_CSV"
+} | tee "$REPORT"
+log "results: $REPORT (per run: $RUNS_CSV)"
