@@ -6,6 +6,7 @@ pub mod backends;
 pub mod copy_split;
 pub mod extended;
 pub mod fanout;
+pub mod lexer;
 pub mod messages;
 pub mod params;
 pub mod pipeline;
