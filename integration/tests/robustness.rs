@@ -428,6 +428,7 @@ async fn pool_exhaustion_times_out_then_recovers() {
                 message.contains("timed out") || message.contains("timeout"),
                 "{err:?}"
             );
+            assert_eq!(code(&err), Some("53300"), "{err:?}");
         }
         exec(&a, "COMMIT").await;
         assert_eq!(

@@ -110,7 +110,12 @@ impl Session {
         };
         let mut b = pool.get().await.map_err(|e| {
             tracing::warn!(shard = %pool.name, error = %e, "no backend");
-            ("08006", e.to_string())
+            let code = match e {
+                // every backend of the shard stayed busy: like PostgreSQL's connection limit
+                crate::backend::pool::CheckoutError::Timeout(..) => "53300",
+                _ => "08006",
+            };
+            (code, e.to_string())
         })?;
         self.cancel.target.attach(b.cancel_key);
         let mut injected = String::new();
