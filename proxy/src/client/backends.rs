@@ -39,11 +39,6 @@ impl Attached {
         self.count == 0
     }
 
-    /// Number of attached backends.
-    pub(crate) fn len(&self) -> usize {
-        self.count
-    }
-
     /// The backend of `shard`, if attached.
     pub(crate) fn get_mut(&mut self, shard: usize) -> Option<&mut PooledBackend> {
         self.slots.get_mut(shard).and_then(Option::as_mut)
@@ -102,7 +97,22 @@ impl Session {
         &mut self,
         shard: usize,
     ) -> Result<(), (&'static str, String)> {
-        if self.backends.has(shard) {
+        if let Some(b) = self.backends.get_mut(shard) {
+            // Attached, but a SET that ran elsewhere may have left it behind.
+            if let Some(sql) = self.params.sync_sql(&b.applied_params) {
+                encode::query(&mut b.write_buf, &sql);
+                b.applied_params = self.params.clone();
+                self.pipeline.push(
+                    Pending {
+                        kind: Kind::Query,
+                        mode: Mode::Swallow,
+                        action: Action::ParamSync(shard),
+                        owed: Owed::One(shard),
+                        stat: None,
+                    },
+                    &mut self.cout,
+                );
+            }
             return Ok(());
         }
         let Some(pool) = self.ctx.pools.get(shard) else {

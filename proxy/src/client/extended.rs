@@ -311,7 +311,7 @@ impl Session {
             self.start_copy_split(info, router, shards.clone());
         }
         let action = match route.effects {
-            Some(fx) => Action::Effects(fx),
+            Some(fx) => Action::Effects(fx, shards.clone()),
             None => Action::None,
         };
         self.push_statement(

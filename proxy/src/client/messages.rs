@@ -243,7 +243,7 @@ impl Session {
         let action = if effects.is_empty() {
             Action::None
         } else {
-            Action::Effects(Box::new(effects))
+            Action::Effects(Box::new(effects), shards.clone())
         };
         self.push_statement(
             Kind::Query,

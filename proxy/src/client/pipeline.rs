@@ -122,8 +122,9 @@ pub enum Action {
         /// client name to forget on failure (client-issued named Parse)
         client_name: Option<String>,
     },
-    /// Apply these session effects if the statement succeeded.
-    Effects(Box<SessionEffects>),
+    /// Apply these session effects if the statement succeeded on `shards` (the backends that
+    /// ran it now hold the changed parameters).
+    Effects(Box<SessionEffects>, Vec<usize>),
     /// Injected SETs that bring this shard's backend in line; failure breaks the backend.
     ParamSync(usize),
 }

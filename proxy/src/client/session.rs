@@ -324,7 +324,16 @@ impl Session {
                         self.stmts.forget(&name, def.id);
                     }
                 }
-                Action::Effects(fx) if c.ok => self.apply_effects(&fx),
+                Action::Effects(fx, shards) if c.ok => self.apply_effects(&fx, &shards),
+                Action::Effects(fx, shards) if shards.len() > 1 && !fx.is_empty() => {
+                    // Some shards may have applied it before another failed: their parameters
+                    // are unknown now, so they must not serve anyone else.
+                    for s in shards {
+                        if let Some(b) = self.backends.get_mut(s) {
+                            b.broken = true;
+                        }
+                    }
+                }
                 Action::ParamSync(shard) if !c.ok => {
                     if let Some(b) = self.backends.get_mut(shard) {
                         b.broken = true;
@@ -373,7 +382,7 @@ impl Session {
 
     /// Applies a succeeded statement's session effects. `self.status` is still the status from
     /// before it ran, so changes made inside a transaction keep a snapshot to restore on rollback.
-    fn apply_effects(&mut self, fx: &SessionEffects) {
+    fn apply_effects(&mut self, fx: &SessionEffects, shards: &[usize]) {
         let in_transaction = self.status != TransactionStatus::Idle;
         if (in_transaction && !fx.changes.is_empty()) || !fx.block_changes.is_empty() {
             self.params_snapshot
@@ -383,12 +392,11 @@ impl Session {
             for change in fx.changes.iter().chain(&fx.block_changes) {
                 self.params.apply(change);
             }
-            // The statement ran on every attached backend's shard only if it was a fan-out;
-            // a single-shard SET leaves the others behind, and the next sync_sql fixes them.
+            // The backends that ran it hold the new values; the others are brought in line
+            // the next time they are used (ensure_backend).
             let params = self.params.clone();
-            let shards = self.backends.len();
-            if shards == 1 {
-                for (_, b) in self.backends.iter_mut() {
+            for &s in shards {
+                if let Some(b) = self.backends.get_mut(s) {
                     b.applied_params = params.clone();
                 }
             }
