@@ -534,3 +534,37 @@ async fn shutdown_lets_an_open_transaction_finish() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_cancels_queries_still_running_after_the_drain_timeout() {
+    bounded(async {
+        let (dbs, proxy) = proxy_with_pool(2, 5_000).await;
+        let admin = connect_url(&dbs.shard_urls[0]).await;
+        let client = connect(proxy.addr, "app", None, &dbs.name).await;
+        let sql = "SELECT pg_sleep(60)";
+        let running = tokio::spawn(async move { client.simple_query(sql).await });
+        active_backend(&admin, &dbs.name, sql).await;
+        let started = Instant::now();
+        proxy.shutdown().await;
+        assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+        // The sleep was cancelled on the shard, not left running for nobody.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let still: i64 = admin
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND state = 'active' AND query = $2",
+                    &[&dbs.name, &sql],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if still == 0 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the query still runs after shutdown");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(running.await.unwrap().is_err());
+    })
+    .await;
+}

@@ -83,6 +83,25 @@ impl CancelRegistry {
     }
 }
 
+impl CancelRegistry {
+    /// Cancels whatever every session's backends are running (shutdown after the drain
+    /// timeout: the queries would otherwise run on for nobody).
+    pub async fn cancel_all(&self) {
+        let targets: Vec<Arc<CancelTarget>> = self
+            .sessions
+            .lock()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default();
+        let keys: Vec<CancelKey> = targets.iter().flat_map(|t| t.snapshot()).collect();
+        let sends = keys.iter().map(send_cancel);
+        for (key, result) in keys.iter().zip(futures::future::join_all(sends).await) {
+            if let Err(e) = result {
+                tracing::warn!(addr = %key.addr, error = %e, "could not cancel a running query");
+            }
+        }
+    }
+}
+
 /// Keeps a session registered for cancellation while alive.
 pub struct CancelRegistration {
     registry: Arc<CancelRegistry>,

@@ -15,7 +15,8 @@ use crate::context::ProxyContext;
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Accepts clients until `shutdown` turns true, then waits (up to [`DRAIN_TIMEOUT`]) for
-/// sessions to end at their next transaction boundary, aborts the rest, and closes the pools.
+/// sessions to end at their next transaction boundary, cancels the queries of the rest and
+/// closes them, and closes the pools.
 pub async fn run(
     listener: TcpListener,
     ctx: Arc<ProxyContext>,
@@ -65,8 +66,9 @@ pub async fn run(
     if drained.is_err() {
         tracing::warn!(
             clients = sessions.len(),
-            "drain timeout: closing remaining clients"
+            "drain timeout: cancelling their queries and closing them"
         );
+        ctx.cancels.cancel_all().await;
         sessions.shutdown().await;
     }
     for pool in &ctx.pools {
