@@ -49,6 +49,11 @@ impl Attached {
         self.slots.get(shard).is_some_and(Option::is_some)
     }
 
+    /// Number of shard slots (attached or not).
+    pub(crate) fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
     /// Indexes of attached shards, ascending.
     pub(crate) fn shards(&self) -> Vec<usize> {
         self.slots
@@ -199,7 +204,7 @@ impl Session {
 
     /// Returns every attached backend to its pool (or drops it when broken).
     pub(crate) fn release_backends(&mut self) {
-        for shard in self.backends.shards() {
+        for shard in 0..self.backends.capacity() {
             if let Some(b) = self.backends.take(shard) {
                 self.cancel.target.detach(&b.cancel_key);
                 if b.broken {

@@ -305,7 +305,11 @@ impl Session {
                 b.write_buf.extend_from_slice(&e.raw);
             }
         }
-        self.copy_targets = shards.clone();
+        // COPY data follows its statement; with one shard the attached backend is the target.
+        self.copy_targets.clear();
+        if shards.len() > 1 {
+            self.copy_targets.extend_from_slice(&shards);
+        }
         if let Some(info) = &route.copy {
             let router = self.router();
             self.start_copy_split(info, router, shards.clone());

@@ -236,7 +236,11 @@ impl Session {
             b.unnamed = None; // a simple Query destroys the unnamed statement
         }
         self.stmts.unnamed = None;
-        self.copy_targets = shards.clone();
+        // COPY data follows its statement; with one shard the attached backend is the target.
+        self.copy_targets.clear();
+        if shards.len() > 1 {
+            self.copy_targets.extend_from_slice(&shards);
+        }
         if let Some(info) = &copy {
             self.start_copy_split(info, router, shards.clone());
         }
