@@ -4,6 +4,7 @@
 //! (`shard-router`) -> [`backend`] connections -> execute -> client. See ARCHITECTURE.md.
 //! Beside it: the admin HTTP API (`admin` crate, fed by [`control`]) and hot [`reload`].
 
+pub mod admin_cli;
 pub mod auth;
 pub mod backend;
 pub mod cancel;

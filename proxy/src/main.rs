@@ -1,4 +1,5 @@
-//! The `shardproxy` command line: run the proxy, run the demo, validate a config.
+//! The `shardproxy` command line: run the proxy, run the demo, validate a config, call the admin
+//! API.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,7 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[derive(Parser)]
 #[command(name = "shardproxy", version, about = "A PostgreSQL sharding proxy")]
 struct Cli {
-    /// Config file (for `run`, also when no subcommand is given).
+    /// Config file (for `run` and the default command; `admin` reads its URL and token from it).
     #[arg(short = 'c', long = "config", env = "SHARDPROXY_CONFIG", global = true)]
     config: Option<PathBuf>,
     /// Log level filter (overridden by RUST_LOG).
@@ -45,6 +46,8 @@ enum Command {
         /// The config file.
         file: PathBuf,
     },
+    /// Client of the admin HTTP API: status, maps, moves, jobs, in-doubt transactions.
+    Admin(proxy::admin_cli::AdminArgs),
 }
 
 fn init_logging(level: &str, format: LogFormat) {
@@ -73,7 +76,30 @@ fn main() -> ExitCode {
         Command::Demo { shards, dir } => {
             block_on(proxy::demo::run(proxy::demo::DemoOptions { shards, dir }))
         }
+        Command::Admin(args) => admin(args, cli.config),
     }
+}
+
+/// `shardproxy admin ...`: `config` (from `-c` / SHARDPROXY_CONFIG) supplies the URL and token
+/// defaults.
+fn admin(mut args: proxy::admin_cli::AdminArgs, config: Option<PathBuf>) -> ExitCode {
+    args.config = config;
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: could not start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = runtime.block_on(proxy::admin_cli::run(
+        args,
+        &mut std::io::stdout(),
+        &mut std::io::stderr(),
+    ));
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
 fn check_config(file: &std::path::Path) -> ExitCode {
