@@ -14,6 +14,7 @@ pub mod context;
 pub mod control;
 pub mod demo;
 pub mod launcher;
+pub mod merge;
 pub mod protocol;
 pub mod reload;
 pub mod server;

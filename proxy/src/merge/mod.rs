@@ -1,0 +1,11 @@
+//! Scatter-gather merge: combining several shards' result streams into the one result a single
+//! PostgreSQL holding all the rows would return.
+//!
+//! [`compare`] is the foundation: it orders two values of one ORDER BY key exactly as PostgreSQL
+//! does, straight from their wire bytes (text or binary format), so the merge never re-encodes
+//! rows. Text-like types compare by bytes, which is PostgreSQL's `C` collation.
+
+pub mod compare;
+mod numeric;
+
+pub use compare::{compare, data_row_fields, supported, ColumnType, CompareError, SortSpec};
