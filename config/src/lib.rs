@@ -56,6 +56,8 @@ pub struct ProxyConfig {
     pub max_client_connections: usize,
     /// Largest protocol message accepted from a client, in bytes.
     pub max_message_bytes: usize,
+    /// Runtime worker threads; 0 means one per CPU core (read at start only).
+    pub workers: usize,
 }
 
 /// Client authentication method.
@@ -265,6 +267,7 @@ impl std::fmt::Debug for ProxyConfig {
             .field("proxy_id", &self.proxy_id)
             .field("max_client_connections", &self.max_client_connections)
             .field("max_message_bytes", &self.max_message_bytes)
+            .field("workers", &self.workers)
             .finish()
     }
 }

@@ -64,6 +64,8 @@ pub(crate) struct RawProxy {
     pub max_client_connections: Option<Spanned<i64>>,
     /// Largest protocol message accepted from a client in bytes (default 256 MiB).
     pub max_message_bytes: Option<Spanned<i64>>,
+    /// Runtime worker threads (default 0 = one per CPU core; 1 = a single-threaded runtime).
+    pub workers: Option<Spanned<i64>>,
 }
 
 /// `[auth]`: how clients log in to the proxy.

@@ -199,6 +199,7 @@ fn proxy_config(p: &RawProxy, rep: &mut Reporter<'_>) -> ProxyConfig {
         "max_message_bytes",
         rep,
     );
+    let workers = int_setting(p.workers.as_ref(), 0, 0..1025, "workers", rep);
     ProxyConfig {
         listen,
         admin_listen,
@@ -207,6 +208,7 @@ fn proxy_config(p: &RawProxy, rep: &mut Reporter<'_>) -> ProxyConfig {
         proxy_id,
         max_client_connections: usize::try_from(max_client_connections).unwrap_or(usize::MAX),
         max_message_bytes: usize::try_from(max_message_bytes).unwrap_or(usize::MAX),
+        workers: usize::try_from(workers).unwrap_or(0),
     }
 }
 

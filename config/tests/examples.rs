@@ -262,3 +262,19 @@ proptest! {
         let _ = Config::parse(&mangled.join("\n"), "fuzz.toml");
     }
 }
+
+#[test]
+fn workers_defaults_to_one_per_core_and_is_bounded() {
+    let base = "[[shards]]\nname = \"s0\"\nurl = \"postgres://u@h/db\"\n";
+    let cfg = config::Config::parse(base, "w.toml").unwrap();
+    assert_eq!(cfg.proxy.workers, 0);
+    let cfg = config::Config::parse(&format!("[proxy]\nworkers = 1\n{base}"), "w.toml").unwrap();
+    assert_eq!(cfg.proxy.workers, 1);
+    let err = config::Config::parse(&format!("[proxy]\nworkers = -1\n{base}"), "w.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("w.toml:2:11") && err.contains("workers"),
+        "{err}"
+    );
+}

@@ -71,11 +71,20 @@ fn main() -> ExitCode {
             let path = cli
                 .config
                 .unwrap_or_else(|| PathBuf::from("config/shardproxy.toml"));
-            block_on(run(path))
+            let cfg = match config::Config::load(&path) {
+                Ok(cfg) => cfg,
+                Err(errors) => {
+                    eprintln!("error: {errors}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let workers = cfg.proxy.workers;
+            block_on(workers, run(cfg, path))
         }
-        Command::Demo { shards, dir } => {
-            block_on(proxy::demo::run(proxy::demo::DemoOptions { shards, dir }))
-        }
+        Command::Demo { shards, dir } => block_on(
+            0,
+            proxy::demo::run(proxy::demo::DemoOptions { shards, dir }),
+        ),
         Command::Admin(args) => admin(args, cli.config),
     }
 }
@@ -115,19 +124,25 @@ fn check_config(file: &std::path::Path) -> ExitCode {
     }
 }
 
-fn block_on(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+/// Runs `fut` on a runtime of `workers` threads (0 = one per core, 1 = current-thread);
+/// env SHARDPROXY_WORKERS overrides it.
+fn block_on(
+    workers: usize,
+    fut: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> ExitCode {
     let workers = std::env::var("SHARDPROXY_WORKERS")
         .ok()
-        .and_then(|v| v.parse::<usize>().ok());
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(workers);
     let built = match workers {
-        Some(1) => tokio::runtime::Builder::new_current_thread()
+        0 => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build(),
-        Some(n) => tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(n.max(1))
+        1 => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build(),
-        None => tokio::runtime::Builder::new_multi_thread()
+        n => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
             .enable_all()
             .build(),
     };
@@ -147,8 +162,7 @@ fn block_on(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitC
     }
 }
 
-async fn run(path: PathBuf) -> anyhow::Result<()> {
-    let cfg = config::Config::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+async fn run(cfg: config::Config, path: PathBuf) -> anyhow::Result<()> {
     let mut proxy = proxy::start(cfg, Some(path)).await?;
     let trigger = proxy.shutdown_trigger();
     tokio::spawn(async move {

@@ -200,6 +200,7 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         ("admin_listen", a.admin_listen != b.admin_listen),
         ("state_dir", a.state_dir != b.state_dir),
         ("proxy_id", a.proxy_id != b.proxy_id),
+        ("workers", a.workers != b.workers),
         (
             "max_client_connections",
             a.max_client_connections != b.max_client_connections,
