@@ -27,69 +27,9 @@ PROXY_PIDS=()
 UNSHARDED_PID=""
 SHARDED_PID=""
 CLK_TCK="$(getconf CLK_TCK)"
-
-log() { printf '[routed] %s\n' "$*" >&2; }
-die() {
-    printf '[routed] ERROR: %s\n' "$*" >&2
-    exit 1
-}
-
-is_positive_int() { [[ "$1" =~ ^[1-9][0-9]*$ ]]; }
-
-has_word() {
-    local w
-    for w in $2; do [[ "$w" == "$1" ]] && return 0; done
-    return 1
-}
-
-# Servers must not run as root: as root, hand them to the postgres OS user.
-as_pg() {
-    if [[ "$(id -u)" -eq 0 ]]; then
-        (cd "$TMP" && runuser -u postgres -- "$@")
-    else
-        (cd "$TMP" && "$@")
-    fi
-}
-
-# Several distinct free ports at once (bound together, so they differ).
-free_ports() {
-    python3 - "$1" <<'EOF'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-EOF
-}
-
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-# utime + stime of a whole process (all threads), in clock ticks.
-cpu_ticks() {
-    local stat rest fields
-    stat="$(<"/proc/$1/stat")" || return 1
-    rest="${stat##*) }"
-    read -r -a fields <<<"$rest"
-    echo $((fields[11] + fields[12]))
-}
-
-find_pg_bin() {
-    if [[ -n "${PG_BIN:-}" ]]; then
-        echo "$PG_BIN"
-        return
-    fi
-    local initdb d
-    if initdb="$(command -v initdb 2>/dev/null)"; then
-        dirname "$(readlink -f "$initdb")"
-        return
-    fi
-    d="$(find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -type d -name bin 2>/dev/null | sort -V | tail -n 1)"
-    [[ -n "$d" && -x "$d/initdb" ]] ||
-        die "PostgreSQL server binaries (initdb, pg_ctl, postgres) not found on PATH or under /usr/lib/postgresql/*/bin; install them with: apt-get install -y postgresql"
-    echo "$d"
-}
+BENCH_TAG=routed
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 stop_all() {
     set +e
