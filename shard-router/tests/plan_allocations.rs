@@ -1,52 +1,12 @@
 //! The per-query hot path: planning `SELECT ... WHERE id = $1` with a binary int8 parameter
 //! allocates only a handful of times, and preparing a cached text is a lookup.
-#![allow(unsafe_code)] // a counting global allocator needs `unsafe impl GlobalAlloc`
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
+use counting_alloc::allocations;
 
 use shard_router::{Params, Router, Target};
-
-struct Counting;
-
-thread_local! {
-    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
-}
-
-fn count() {
-    let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
-}
-
-// SAFETY: every call is forwarded unchanged to the system allocator; counting touches only a
-// const-initialised thread-local Cell, which never allocates.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-fn allocations<T>(f: impl FnOnce() -> T) -> (T, usize) {
-    let before = ALLOCATIONS.with(Cell::get);
-    let out = f();
-    (out, ALLOCATIONS.with(Cell::get) - before)
-}
 
 const CONFIG: &str = r#"
 [[shards]]
@@ -84,4 +44,12 @@ fn routed_lookup_allocates_a_handful_of_times() {
     let (again, n) = allocations(|| router.prepare(sql).unwrap());
     assert!(std::sync::Arc::ptr_eq(&stmt, &again));
     assert!(n <= 1, "a cached prepare() allocated {n} times");
+}
+
+#[test]
+fn the_counting_allocator_counts() {
+    // Guards the budgets above: a counter stuck at zero would pass every "at most N" check.
+    let (v, n) = allocations(|| vec![1u8; 10]);
+    assert_eq!(v.len(), 10);
+    assert!(n >= 1, "allocations not counted");
 }
