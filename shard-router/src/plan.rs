@@ -285,30 +285,8 @@ fn keyed(
     kind: StatementKind,
     params: &Params<'_>,
 ) -> Result<Plan, RouteError> {
-    let terms = match &route.keys {
-        Keys::Any => return Ok(all_shards(route, kind)),
-        Keys::Terms(terms) => terms,
-    };
-    let mut shards: Vec<usize> = Vec::with_capacity(terms.len().min(8));
-    // The reason for one key says exactly how it was placed; for several it lists the shards.
-    let mut single: Option<String> = None;
-    for term in terms {
-        let map = router
-            .maps()
-            .get(term.map)
-            .ok_or_else(|| RouteError::new("XX000", "shard map index out of range"))?;
+    keyed_with(router, route, kind, |term, map, one, shards| {
         match &term.expr {
-            KeyExpr::Fixed { shard, shown, how } => {
-                shards.push(*shard);
-                if terms.len() == 1 {
-                    single = Some(format!(
-                        "{} = {shown} -> {} ({how})",
-                        term.column,
-                        shard_name(router, *shard)
-                    ));
-                }
-            }
-            KeyExpr::NoMatch { .. } => {}
             KeyExpr::Param { index, cast } => {
                 let (value, format, oid) = param_source(params, *index, 0)?;
                 let key = match keys::cast_param_key(
@@ -320,28 +298,29 @@ fn keyed(
                     cast.as_deref(),
                 ) {
                     Ok(key) => key,
-                    Err(KeyError::NoMatch { .. } | KeyError::Null) => continue,
+                    Err(KeyError::NoMatch { .. } | KeyError::Null) => return Ok(None),
                     Err(e) => return Err(key_error(&term.column, &e)),
                 };
                 let shard = map
                     .place(&key)
                     .map_err(|e| placement_error(&term.column, &key, e))?;
                 shards.push(shard);
-                if terms.len() == 1 {
-                    let mut reason = String::with_capacity(64);
-                    let _ = write!(
-                        reason,
-                        "{} = ${} ({}) -> {}",
-                        term.column,
-                        index + 1,
-                        show_key(&key),
-                        shard_name(router, shard)
-                    );
-                    if let Some(bucket) = map.bucket(&key) {
-                        let _ = write!(reason, " (bucket {bucket})");
-                    }
-                    single = Some(reason);
+                if !one {
+                    return Ok(None);
                 }
+                let mut reason = String::with_capacity(64);
+                let _ = write!(
+                    reason,
+                    "{} = ${} ({}) -> {}",
+                    term.column,
+                    index + 1,
+                    show_key(&key),
+                    shard_name(router, shard)
+                );
+                if let Some(bucket) = map.bucket(&key) {
+                    let _ = write!(reason, " (bucket {bucket})");
+                }
+                Ok(Some(reason))
             }
             KeyExpr::ArrayParam { index, type_oid } => {
                 let (value, format, oid) = param_source(params, *index, *type_oid)?;
@@ -352,6 +331,57 @@ fn keyed(
                         map.place(key)
                             .map_err(|e| placement_error(&term.column, key, e))?,
                     );
+                }
+                Ok(None)
+            }
+            KeyExpr::Fixed { .. } | KeyExpr::NoMatch { .. } => Ok(None),
+        }
+    })
+}
+
+/// The shared walk over a keyed route's terms: fixed keys are placed at prepare time, keys that
+/// never match add no shard, and `slot` places a parameter slot (`Param`/`ArrayParam`) from
+/// wherever its values come from (bind parameters, or a normalised text's constants), pushing
+/// its shards and returning the reason text when it is the only key (`one`).
+pub(crate) fn keyed_with(
+    router: &Router,
+    route: &KeyRoute,
+    kind: StatementKind,
+    mut slot: impl FnMut(
+        &KeyTerm,
+        &crate::ShardMap,
+        bool,
+        &mut Vec<usize>,
+    ) -> Result<Option<String>, RouteError>,
+) -> Result<Plan, RouteError> {
+    let terms = match &route.keys {
+        Keys::Any => return Ok(all_shards(route, kind)),
+        Keys::Terms(terms) => terms,
+    };
+    let mut shards: Vec<usize> = Vec::with_capacity(terms.len().min(8));
+    // The reason for one key says exactly how it was placed; for several it lists the shards.
+    let mut single: Option<String> = None;
+    let one = terms.len() == 1;
+    for term in terms {
+        let map = router
+            .maps()
+            .get(term.map)
+            .ok_or_else(|| RouteError::new("XX000", "shard map index out of range"))?;
+        match &term.expr {
+            KeyExpr::Fixed { shard, shown, how } => {
+                shards.push(*shard);
+                if one {
+                    single = Some(format!(
+                        "{} = {shown} -> {} ({how})",
+                        term.column,
+                        shard_name(router, *shard)
+                    ));
+                }
+            }
+            KeyExpr::NoMatch { .. } => {}
+            KeyExpr::Param { .. } | KeyExpr::ArrayParam { .. } => {
+                if let Some(reason) = slot(term, map, one, &mut shards)? {
+                    single = Some(reason);
                 }
             }
         }

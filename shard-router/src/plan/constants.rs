@@ -14,8 +14,8 @@ use crate::analyze::normalize::Constant;
 use crate::keys::{self, KeyContext, KeyError};
 use crate::placement::show_key;
 use crate::plan::{
-    all_shards, build_part, key_error, keyed_plan, placement_error, shard_name, split_plan,
-    split_template, InsertRoute, KeyExpr, KeyRoute, Keys, Route, RowKey,
+    build_part, key_error, keyed_with, placement_error, shard_name, split_plan, split_template,
+    InsertRoute, KeyExpr, KeyRoute, Route, RowKey,
 };
 use crate::{Plan, RouteError, Router, ShardPart, Statement, StatementKind, Target};
 
@@ -51,31 +51,8 @@ fn keyed(
     sql: &str,
     constants: &[Constant],
 ) -> Result<Plan, RouteError> {
-    let terms = match &route.keys {
-        Keys::Any => return Ok(all_shards(route, kind)),
-        Keys::Terms(terms) => terms,
-    };
-    let mut shards: Vec<usize> = Vec::with_capacity(terms.len().min(8));
-    let mut single: Option<String> = None;
-    for term in terms {
-        let map = router
-            .maps()
-            .get(term.map)
-            .ok_or_else(|| RouteError::new("XX000", "shard map index out of range"))?;
-        // The reason for one key says how it was placed, worded as for a literal.
-        let one = terms.len() == 1;
+    keyed_with(router, route, kind, |term, map, one, shards| {
         match &term.expr {
-            KeyExpr::Fixed { shard, shown, how } => {
-                shards.push(*shard);
-                if one {
-                    single = Some(format!(
-                        "{} = {shown} -> {} ({how})",
-                        term.column,
-                        shard_name(router, *shard)
-                    ));
-                }
-            }
-            KeyExpr::NoMatch { .. } => {}
             KeyExpr::Param { index, cast } => {
                 let c = constant(constants, *index)?;
                 let key = match keys::key_from_literal(
@@ -85,32 +62,32 @@ fn keyed(
                     cast.as_deref(),
                 ) {
                     Ok(key) => key,
-                    Err(KeyError::NoMatch { .. } | KeyError::Null) => continue,
+                    Err(KeyError::NoMatch { .. } | KeyError::Null) => return Ok(None),
                     Err(e) => return Err(key_error(&term.column, &e)),
                 };
                 let (how, shard) = map
                     .explain(&key)
                     .map_err(|e| placement_error(&term.column, &key, e))?;
                 shards.push(shard);
-                if one {
-                    let mut reason = String::with_capacity(64);
-                    let _ = match &key {
-                        KeyValue::Int(v) => write!(reason, "{} = {v}", term.column),
-                        other => write!(reason, "{} = {}", term.column, show_key(other)),
-                    };
-                    let _ = write!(reason, " -> {} ({how})", shard_name(router, shard));
-                    single = Some(reason);
+                if !one {
+                    return Ok(None);
                 }
+                // Worded as for a literal, so the reason matches the exact-text analysis.
+                let mut reason = String::with_capacity(64);
+                let _ = match &key {
+                    KeyValue::Int(v) => write!(reason, "{} = {v}", term.column),
+                    other => write!(reason, "{} = {}", term.column, show_key(other)),
+                };
+                let _ = write!(reason, " -> {} ({how})", shard_name(router, shard));
+                Ok(Some(reason))
             }
-            KeyExpr::ArrayParam { .. } => {
-                return Err(RouteError::new(
-                    "XX000",
-                    "a normalized statement with an array parameter",
-                ))
-            }
+            KeyExpr::ArrayParam { .. } => Err(RouteError::new(
+                "XX000",
+                "a normalized statement with an array parameter",
+            )),
+            KeyExpr::Fixed { .. } | KeyExpr::NoMatch { .. } => Ok(None),
         }
-    }
-    Ok(keyed_plan(router, terms, shards, single, kind))
+    })
 }
 
 fn insert(
