@@ -13,6 +13,7 @@ pub mod placement;
 mod tables;
 
 mod analyze;
+pub mod merge;
 mod plan;
 
 use std::sync::Arc;
@@ -152,6 +153,7 @@ pub struct Router {
     maps: Vec<ShardMap>,
     tables: Tables,
     cache: analyze::ParseCache,
+    merges: merge::MergePlanCache,
 }
 
 impl Router {
@@ -162,6 +164,7 @@ impl Router {
             maps: config.maps.values().map(ShardMap::new).collect(),
             tables: Tables::new(config),
             cache: analyze::ParseCache::new(analyze::PARSE_CACHE_CAPACITY),
+            merges: merge::MergePlanCache::new(),
         }
     }
 
@@ -188,6 +191,17 @@ impl Router {
     /// Analyses a statement text, once per distinct text (bounded LRU cache).
     pub fn prepare(&self, sql: &str) -> Result<Arc<Statement>, RouteError> {
         analyze::prepare(self, sql)
+    }
+
+    /// How to merge the shards' answers to the SELECT `sql` (exact text, as sent to shards)
+    /// into one PostgreSQL's answer; `local_groups`: its GROUP BY / DISTINCT groups never span
+    /// shards. Cached by text; refusals (0A000) name what cannot be merged.
+    pub fn merge_plan(
+        &self,
+        sql: &str,
+        local_groups: bool,
+    ) -> Result<Arc<merge::MergePlan>, RouteError> {
+        self.merges.get(sql, local_groups)
     }
 
     /// The plan for one execution of `stmt` with these parameters.

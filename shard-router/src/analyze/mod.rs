@@ -18,7 +18,7 @@ mod names;
 pub(crate) mod normalize;
 mod predicate;
 mod query;
-mod split;
+pub(crate) mod split;
 mod statement;
 mod utility;
 
@@ -84,6 +84,18 @@ impl Statement {
     /// would need merging (ORDER BY, LIMIT, aggregates...). Only matters on several shards.
     pub fn merge_requirement(&self) -> Option<&'static str> {
         self.merge
+    }
+
+    /// For a statement whose multi-shard results need merging: `Some(local_groups)` when a
+    /// merge plan can answer it, where `local_groups` says its GROUP BY / DISTINCT groups never
+    /// span shards (they include the shard key); `None` when no merge can (rows every shard
+    /// would repeat: reference tables or constants next to sharded rows).
+    pub fn merge_groups_local(&self) -> Option<bool> {
+        match self.merge? {
+            query::REPEATED_ROWS => None,
+            "aggregates or GROUP BY" | "DISTINCT" | "DISTINCT ON" => Some(false),
+            _ => Some(true),
+        }
     }
 
     /// How it is routed.

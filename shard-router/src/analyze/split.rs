@@ -70,6 +70,34 @@ pub(crate) fn template(stmt: &mut SqlStatement) -> Result<SplitTemplate, String>
     })
 }
 
+/// Renumbers the `$n` parameters of `text` to `$1..$k` in increasing order of n: the new text
+/// and, for each new parameter, the 0-based index of the old one (a statement that drops some
+/// of a client's parameters must not declare them). None when the text cannot be tokenized.
+pub(crate) fn renumber_params(text: &str) -> Option<(String, Vec<usize>)> {
+    let segments = segments(text).ok()?;
+    let mut used: Vec<usize> = segments
+        .iter()
+        .filter_map(|s| match s {
+            Segment::Param(i) => Some(*i),
+            Segment::Text(_) => None,
+        })
+        .collect();
+    used.sort_unstable();
+    used.dedup();
+    let mut out = String::with_capacity(text.len());
+    for s in &segments {
+        match s {
+            Segment::Text(t) => out.push_str(t),
+            Segment::Param(i) => {
+                let k = used.binary_search(i).ok()?;
+                out.push('$');
+                out.push_str(&(k + 1).to_string());
+            }
+        }
+    }
+    Some((out, used))
+}
+
 /// A text cut at its `$n` parameters (found by the tokenizer, so `'$1'` in a string is text).
 fn segments(text: &str) -> Result<Vec<Segment>, String> {
     const UNREADABLE: &str = "its printed form could not be tokenized";
@@ -110,6 +138,22 @@ mod tests {
         Parser::parse_sql(&PostgreSqlDialect {}, sql)
             .unwrap()
             .remove(0)
+    }
+
+    #[test]
+    fn renumbers_parameters() {
+        let (text, used) =
+            renumber_params("SELECT a FROM t WHERE b = $3 AND c = '$1' AND d = $5 OR e = $3")
+                .unwrap();
+        assert_eq!(
+            text,
+            "SELECT a FROM t WHERE b = $1 AND c = '$1' AND d = $2 OR e = $1"
+        );
+        assert_eq!(used, vec![2, 4]);
+        assert_eq!(
+            renumber_params("SELECT 1").unwrap(),
+            ("SELECT 1".into(), vec![])
+        );
     }
 
     #[test]
