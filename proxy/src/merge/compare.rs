@@ -49,7 +49,7 @@ pub enum CompareError {
 }
 
 /// Type OIDs this module orders.
-mod oids {
+pub(super) mod oids {
     pub const BOOL: u32 = 16;
     pub const BYTEA: u32 = 17;
     pub const NAME: u32 = 19;
@@ -179,7 +179,7 @@ fn fixed<const N: usize>(v: &[u8], what: &'static str) -> Result<[u8; N]> {
 }
 
 /// An int2/int4/int8 value widened to i64.
-fn int<const N: usize>(
+pub(super) fn int<const N: usize>(
     v: &[u8],
     binary: bool,
     what: &'static str,
@@ -195,7 +195,7 @@ fn int<const N: usize>(
 }
 
 /// An oid (unsigned 32-bit).
-fn oid(v: &[u8], binary: bool) -> Result<u32> {
+pub(super) fn oid(v: &[u8], binary: bool) -> Result<u32> {
     if binary {
         return Ok(u32::from_be_bytes(fixed(v, "oid")?));
     }
@@ -206,7 +206,7 @@ fn oid(v: &[u8], binary: bool) -> Result<u32> {
 }
 
 /// A float4 value; parsed as f32 so that text and binary round identically.
-fn float4(v: &[u8], binary: bool) -> Result<f64> {
+pub(super) fn float4(v: &[u8], binary: bool) -> Result<f64> {
     if binary {
         return Ok(f32::from_be_bytes(fixed(v, "float4")?).into());
     }
@@ -215,7 +215,7 @@ fn float4(v: &[u8], binary: bool) -> Result<f64> {
 }
 
 /// A float8 value.
-fn float8(v: &[u8], binary: bool) -> Result<f64> {
+pub(super) fn float8(v: &[u8], binary: bool) -> Result<f64> {
     if binary {
         return Ok(f64::from_be_bytes(fixed(v, "float8")?));
     }
@@ -229,7 +229,7 @@ fn parse_float<F: std::str::FromStr>(s: &str) -> Option<F> {
 }
 
 /// PostgreSQL's float order: NaN equals NaN and sorts above everything, -0 equals 0.
-fn float_order(a: f64, b: f64) -> Ordering {
+pub(super) fn float_order(a: f64, b: f64) -> Ordering {
     match (a.is_nan(), b.is_nan()) {
         (true, true) => Ordering::Equal,
         (true, false) => Ordering::Greater,
@@ -239,13 +239,13 @@ fn float_order(a: f64, b: f64) -> Ordering {
 }
 
 /// bpchar ignores trailing spaces when comparing.
-fn trim_spaces(v: &[u8]) -> &[u8] {
+pub(super) fn trim_spaces(v: &[u8]) -> &[u8] {
     let end = v.iter().rposition(|&c| c != b' ').map_or(0, |i| i + 1);
     &v[..end]
 }
 
 /// A boolean (false < true).
-fn boolean(v: &[u8], binary: bool) -> Result<bool> {
+pub(super) fn boolean(v: &[u8], binary: bool) -> Result<bool> {
     match (binary, v) {
         (true, [x]) => Ok(*x != 0),
         (false, b"t" | b"true") => Ok(true),
@@ -255,7 +255,7 @@ fn boolean(v: &[u8], binary: bool) -> Result<bool> {
 }
 
 /// A uuid's 16 bytes (binary, or hex text with optional hyphens/braces).
-fn uuid(v: &[u8], binary: bool) -> Result<[u8; 16]> {
+pub(super) fn uuid(v: &[u8], binary: bool) -> Result<[u8; 16]> {
     const BAD: CompareError = CompareError::Invalid("uuid");
     if binary {
         return fixed(v, "uuid");
@@ -326,7 +326,7 @@ fn bytea_text(v: &[u8]) -> Result<Vec<u8>> {
 }
 
 /// A date as days (any fixed epoch); ±infinity sort outside every finite date.
-fn date(v: &[u8], binary: bool) -> Result<i64> {
+pub(super) fn date(v: &[u8], binary: bool) -> Result<i64> {
     if binary {
         // i32::MIN / i32::MAX are -infinity / infinity and already sort that way.
         return Ok(i32::from_be_bytes(fixed(v, "date")?).into());
@@ -342,7 +342,7 @@ fn date(v: &[u8], binary: bool) -> Result<i64> {
 }
 
 /// A timestamp as UTC microseconds (any fixed epoch); ±infinity sort outside every finite one.
-fn timestamp(v: &[u8], binary: bool, with_tz: bool) -> Result<i128> {
+pub(super) fn timestamp(v: &[u8], binary: bool, with_tz: bool) -> Result<i128> {
     let what = if with_tz { "timestamptz" } else { "timestamp" };
     if binary {
         // i64::MIN / i64::MAX are -infinity / infinity and already sort that way.
