@@ -34,6 +34,9 @@ pub enum ApiError {
     /// The route exists but not with this method.
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// The request conflicts with the current state of the named thing.
+    #[error("{0}")]
+    Conflict(String),
     /// The proxy could not get an answer from a shard.
     #[error("{0}")]
     Backend(String),
@@ -50,6 +53,7 @@ impl ApiError {
             }
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Backend(_) => StatusCode::BAD_GATEWAY,
         }
     }

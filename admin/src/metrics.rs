@@ -13,6 +13,12 @@ use metrics_exporter_prometheus::{
 
 use crate::ShardStatus;
 
+mod twopc;
+
+pub use twopc::{
+    RecoveryAction, TWOPC_ABORTS, TWOPC_COMMITS, TWOPC_IN_DOUBT, TWOPC_LOG_FSYNC, TWOPC_RECOVERED,
+};
+
 /// Statements executed, by route kind and outcome.
 pub const STATEMENTS: &str = "shardproxy_statements_total";
 /// Latency of one request to one shard, in seconds.
@@ -139,6 +145,7 @@ pub struct ProxyMetrics {
     latency: Vec<Histogram>,
     latency_other: Histogram,
     client_connections: Gauge,
+    twopc: twopc::TwoPcMetrics,
 }
 
 impl std::fmt::Debug for ProxyMetrics {
@@ -161,6 +168,12 @@ impl ProxyMetrics {
         // Only fails on an empty bucket list, which a constant is not; a summary is the fallback.
         let builder = builder
             .set_buckets_for_metric(Matcher::Full(SHARD_LATENCY.to_owned()), &LATENCY_BUCKETS)
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full(TWOPC_LOG_FSYNC.to_owned()),
+                    &twopc::FSYNC_BUCKETS,
+                )
+            })
             .unwrap_or_else(|_| PrometheusBuilder::new());
         let recorder = builder.build_recorder();
         describe(&recorder);
@@ -186,7 +199,9 @@ impl ProxyMetrics {
         let latency_other = latency_for(OTHER_SHARD);
         let client_connections =
             recorder.register_gauge(&Key::from_static_name(CLIENT_CONNECTIONS), &meta);
+        let twopc = twopc::TwoPcMetrics::register(&recorder);
         let metrics = ProxyMetrics {
+            twopc,
             recorder,
             handle,
             statements,
@@ -226,6 +241,35 @@ impl ProxyMetrics {
     pub fn client_connections(&self, delta: i64) {
         // i64 -> f64 is exact for any realistic connection count.
         self.client_connections.increment(delta as f64);
+    }
+
+    /// Counts a multi-shard transaction committed through two-phase commit.
+    pub fn twopc_commit(&self) {
+        self.twopc.commits.increment(1);
+    }
+
+    /// Counts a multi-shard transaction rolled back before its commit decision.
+    pub fn twopc_abort(&self) {
+        self.twopc.aborts.increment(1);
+    }
+
+    /// Counts a prepared transaction finished by recovery or an operator.
+    pub fn twopc_recovered(&self, action: RecoveryAction) {
+        match action {
+            RecoveryAction::Commit => self.twopc.recovered_commit.increment(1),
+            RecoveryAction::Rollback => self.twopc.recovered_rollback.increment(1),
+        }
+    }
+
+    /// Sets the number of in-doubt transactions.
+    pub fn twopc_in_doubt(&self, count: usize) {
+        // usize -> f64 is exact for any realistic count.
+        self.twopc.in_doubt.set(count as f64);
+    }
+
+    /// Records one decision-log fsync that took `seconds`.
+    pub fn twopc_log_fsync(&self, seconds: f64) {
+        self.twopc.log_fsync.record(seconds);
     }
 
     /// Folds latency samples recorded since the last call into the histogram buckets, so they do
@@ -483,6 +527,48 @@ mod tests {
         let series = r#"shardproxy_statements_total{kind="default",outcome="error"}"#;
         assert_eq!(line_value(&a.render(&[]), series), Some(1.0));
         assert_eq!(line_value(&b.render(&[]), series), Some(0.0));
+    }
+
+    #[test]
+    fn two_phase_commit_metrics() {
+        let m = ProxyMetrics::new(&names());
+        let before = m.render(&[]);
+        for series in [
+            TWOPC_COMMITS,
+            TWOPC_ABORTS,
+            r#"shardproxy_2pc_recovered_total{action="commit"}"#,
+            r#"shardproxy_2pc_recovered_total{action="rollback"}"#,
+            TWOPC_IN_DOUBT,
+        ] {
+            assert_eq!(line_value(&before, series), Some(0.0), "{series}\n{before}");
+        }
+        m.twopc_commit();
+        m.twopc_commit();
+        m.twopc_abort();
+        m.twopc_recovered(RecoveryAction::Rollback);
+        m.twopc_in_doubt(3);
+        m.twopc_log_fsync(0.0003);
+        let text = m.render(&[]);
+        assert_eq!(line_value(&text, TWOPC_COMMITS), Some(2.0), "{text}");
+        assert_eq!(line_value(&text, TWOPC_ABORTS), Some(1.0));
+        assert_eq!(
+            line_value(
+                &text,
+                r#"shardproxy_2pc_recovered_total{action="rollback"}"#
+            ),
+            Some(1.0)
+        );
+        assert_eq!(line_value(&text, TWOPC_IN_DOUBT), Some(3.0));
+        assert!(text.contains("# TYPE shardproxy_2pc_log_fsync_seconds histogram"));
+        assert_eq!(
+            line_value(
+                &text,
+                r#"shardproxy_2pc_log_fsync_seconds_bucket{le="0.0005"}"#
+            ),
+            Some(1.0),
+            "{text}"
+        );
+        assert!(text.contains("# HELP shardproxy_2pc_commits_total "));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::maps_json::{self, MapView};
-use crate::{route_api, ApiError, ProxyControl, ProxyMetrics};
+use crate::{route_api, ApiError, ProxyControl, ProxyMetrics, ResolveAction, ResolveError};
 
 /// The Prometheus text exposition content type.
 const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -42,7 +42,11 @@ struct AppState {
 /// GET /api/v1/maps/{map} (?counts=true adds per-shard row counts), POST /api/v1/route
 /// {"sql": "...", "params": [..]} -> {"shards": ["s0"], "kind": "single"|..., "reason": "..."}
 /// (params: JSON strings/numbers/null bound as TEXT-format parameters with unknown type),
-/// POST /api/v1/reload -> 200 {"status":"reloaded","summary":...} or 400 {"error": "..."}.
+/// POST /api/v1/reload -> 200 {"status":"reloaded","summary":...} or 400 {"error": "..."},
+/// GET /api/v1/transactions -> {"transactions": [InDoubt..]}, POST
+/// /api/v1/transactions/{gid}/resolve {"action": "commit"|"rollback"} -> 200 {"gid", "action",
+/// "status": "committed"|"rolled back"} (400 bad action, 404 unknown gid, 409 conflict, 502
+/// a shard failed).
 /// Unknown routes 404 {"error":...}; bad JSON 400 {"error":...}. The token is read from
 /// control.config() on each request (so a reload can change it). While serving it also runs
 /// `metrics.upkeep()` every few seconds.
@@ -81,6 +85,8 @@ fn app(state: AppState) -> axum::Router {
         .route("/api/v1/maps/{map}", get(one_map))
         .route("/api/v1/route", post(route))
         .route("/api/v1/reload", post(reload))
+        .route("/api/v1/transactions", get(transactions))
+        .route("/api/v1/transactions/{gid}/resolve", post(resolve))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
@@ -241,6 +247,66 @@ async fn reload(State(state): State<AppState>) -> Result<Json<Value>, ApiError> 
     Ok(Json(json!({ "status": "reloaded", "summary": summary })))
 }
 
+/// `GET /api/v1/transactions`.
+async fn transactions(State(state): State<AppState>) -> Json<Value> {
+    Json(json!({ "transactions": state.control.transactions() }))
+}
+
+/// The body of a resolve request.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResolveRequest {
+    /// "commit" | "rollback".
+    action: String,
+}
+
+/// The action of a resolve request body.
+fn resolve_action(body: &[u8]) -> Result<ResolveAction, ApiError> {
+    let request: ResolveRequest = serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("invalid request body: {e}")))?;
+    match request.action.as_str() {
+        "commit" => Ok(ResolveAction::Commit),
+        "rollback" => Ok(ResolveAction::Rollback),
+        other => Err(ApiError::BadRequest(format!(
+            "action must be \"commit\" or \"rollback\", not {other:?}"
+        ))),
+    }
+}
+
+/// `POST /api/v1/transactions/{gid}/resolve`.
+async fn resolve(
+    State(state): State<AppState>,
+    gid: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Path(gid) = gid.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let body = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let action = resolve_action(&body)?;
+    // The proxy logs what it did on each shard; the outcome is logged here once.
+    match state.control.resolve(&gid, action).await {
+        Ok(()) => {
+            tracing::info!(
+                gid,
+                action = action.as_str(),
+                "operator resolved a transaction"
+            );
+            Ok(Json(json!({
+                "gid": gid,
+                "action": action.as_str(),
+                "status": action.done_status(),
+            })))
+        }
+        Err(e) => {
+            tracing::warn!(gid, action = action.as_str(), error = %e, "resolve failed");
+            Err(match e {
+                ResolveError::NotFound(m) => ApiError::NotFound(m),
+                ResolveError::Conflict(m) => ApiError::Conflict(m),
+                ResolveError::Backend(m) => ApiError::Backend(m),
+            })
+        }
+    }
+}
+
 /// Any path without a route.
 async fn not_found(request: Request) -> ApiError {
     ApiError::NotFound(format!("no such endpoint: {}", request.uri().path()))
@@ -271,6 +337,27 @@ mod tests {
         assert!(!bearer_matches(&headers("Basic tok"), "tok"));
         assert!(!bearer_matches(&headers("tok"), "tok"));
         assert!(!bearer_matches(&HeaderMap::new(), "tok"));
+    }
+
+    #[test]
+    fn resolve_bodies() {
+        assert_eq!(
+            resolve_action(br#"{"action": "commit"}"#),
+            Ok(ResolveAction::Commit)
+        );
+        assert_eq!(
+            resolve_action(br#"{"action": "rollback"}"#),
+            Ok(ResolveAction::Rollback)
+        );
+        for bad in [
+            &br#"{"action": "maybe"}"#[..],
+            br#"{"action": "COMMIT"}"#,
+            br#"{}"#,
+            br#"{"action": "commit", "x": 1}"#,
+            b"commit",
+        ] {
+            assert!(matches!(resolve_action(bad), Err(ApiError::BadRequest(_))));
+        }
     }
 
     #[test]

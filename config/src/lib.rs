@@ -58,6 +58,10 @@ pub struct ProxyConfig {
     pub max_message_bytes: usize,
     /// Runtime worker threads; 0 means one per CPU core (read at start only).
     pub workers: usize,
+    /// How often 2PC recovery checks the shards for unfinished prepared transactions.
+    pub recovery_interval: Duration,
+    /// How long a two-phase transaction may stay unfinished before it is listed as in-doubt.
+    pub in_doubt_after: Duration,
 }
 
 /// Client authentication method.
@@ -268,6 +272,8 @@ impl std::fmt::Debug for ProxyConfig {
             .field("max_client_connections", &self.max_client_connections)
             .field("max_message_bytes", &self.max_message_bytes)
             .field("workers", &self.workers)
+            .field("recovery_interval", &self.recovery_interval)
+            .field("in_doubt_after", &self.in_doubt_after)
             .finish()
     }
 }

@@ -22,6 +22,10 @@ pub(crate) const DEFAULT_STATE_DIR: &str = "./shardproxy-state";
 pub(crate) const DEFAULT_MAX_CLIENT_CONNECTIONS: i64 = 10_000;
 /// Default `[proxy] max_message_bytes` (256 MiB).
 pub(crate) const DEFAULT_MAX_MESSAGE_BYTES: i64 = 256 * 1024 * 1024;
+/// Default `[proxy] recovery_interval_ms`.
+pub(crate) const DEFAULT_RECOVERY_INTERVAL_MS: i64 = 5000;
+/// Default `[proxy] in_doubt_after_ms`.
+pub(crate) const DEFAULT_IN_DOUBT_AFTER_MS: i64 = 60_000;
 /// Default `[pool] size`.
 pub(crate) const DEFAULT_POOL_SIZE: i64 = 20;
 /// Default `[pool] checkout_timeout_ms` and `connect_timeout_ms`.
@@ -66,6 +70,12 @@ pub(crate) struct RawProxy {
     pub max_message_bytes: Option<Spanned<i64>>,
     /// Runtime worker threads (default 0 = one per CPU core; 1 = a single-threaded runtime).
     pub workers: Option<Spanned<i64>>,
+    /// How often 2PC recovery checks the shards for unfinished prepared transactions, in ms
+    /// (default 5000).
+    pub recovery_interval_ms: Option<Spanned<i64>>,
+    /// How long a two-phase transaction may stay unfinished before it is listed as in-doubt, in
+    /// ms (default 60000).
+    pub in_doubt_after_ms: Option<Spanned<i64>>,
 }
 
 /// `[auth]`: how clients log in to the proxy.

@@ -200,6 +200,20 @@ fn proxy_config(p: &RawProxy, rep: &mut Reporter<'_>) -> ProxyConfig {
         rep,
     );
     let workers = int_setting(p.workers.as_ref(), 0, 0..1025, "workers", rep);
+    let recovery_interval_ms = int_setting(
+        p.recovery_interval_ms.as_ref(),
+        raw::DEFAULT_RECOVERY_INTERVAL_MS,
+        10..86_400_001,
+        "recovery_interval_ms",
+        rep,
+    );
+    let in_doubt_after_ms = int_setting(
+        p.in_doubt_after_ms.as_ref(),
+        raw::DEFAULT_IN_DOUBT_AFTER_MS,
+        0..604_800_001,
+        "in_doubt_after_ms",
+        rep,
+    );
     ProxyConfig {
         listen,
         admin_listen,
@@ -209,6 +223,8 @@ fn proxy_config(p: &RawProxy, rep: &mut Reporter<'_>) -> ProxyConfig {
         max_client_connections: usize::try_from(max_client_connections).unwrap_or(usize::MAX),
         max_message_bytes: usize::try_from(max_message_bytes).unwrap_or(usize::MAX),
         workers: usize::try_from(workers).unwrap_or(0),
+        recovery_interval: Duration::from_millis(recovery_interval_ms),
+        in_doubt_after: Duration::from_millis(in_doubt_after_ms),
     }
 }
 

@@ -278,3 +278,27 @@ fn workers_defaults_to_one_per_core_and_is_bounded() {
         "{err}"
     );
 }
+
+#[test]
+fn two_phase_commit_timings_default_and_are_bounded() {
+    let base = "[[shards]]\nname = \"s0\"\nurl = \"postgres://u@h/db\"\n";
+    let cfg = config::Config::parse(base, "r.toml").unwrap();
+    assert_eq!(cfg.proxy.recovery_interval, Duration::from_secs(5));
+    assert_eq!(cfg.proxy.in_doubt_after, Duration::from_secs(60));
+    let text = format!("[proxy]\nrecovery_interval_ms = 250\nin_doubt_after_ms = 0\n{base}");
+    let cfg = config::Config::parse(&text, "r.toml").unwrap();
+    assert_eq!(cfg.proxy.recovery_interval, Duration::from_millis(250));
+    assert_eq!(cfg.proxy.in_doubt_after, Duration::ZERO);
+    let text = format!("[proxy]\nrecovery_interval_ms = 0\nin_doubt_after_ms = -1\n{base}");
+    let err = config::Config::parse(&text, "r.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("r.toml:2:24") && err.contains("recovery_interval_ms"),
+        "{err}"
+    );
+    assert!(
+        err.contains("r.toml:3:21") && err.contains("in_doubt_after_ms"),
+        "{err}"
+    );
+}

@@ -14,6 +14,7 @@ use crate::backend::ShardPool;
 use crate::cancel::CancelRegistry;
 use crate::client::statements::StatementRegistry;
 use crate::reload::ReloadState;
+use crate::twopc::TwoPc;
 
 /// Everything sessions share. No globals: two proxies can run in one process.
 pub struct ProxyContext {
@@ -45,6 +46,9 @@ pub struct ProxyContext {
     pub pool_mode: PoolMode,
     /// Largest client message accepted.
     pub max_message_bytes: usize,
+    /// Two-phase commit: decision log, gids, in-flight claims, in-doubt list. `new` gives a
+    /// handle without a log (multi-shard commits refused); `start` opens the real one.
+    pub twopc: Arc<TwoPc>,
 }
 
 impl ProxyContext {
@@ -57,10 +61,14 @@ impl ProxyContext {
             .map(|(i, s)| ShardPool::new(s, i, &config.pool))
             .collect();
         let shard_names: Vec<String> = config.shards.iter().map(|s| s.name.clone()).collect();
+        let metrics = Arc::new(ProxyMetrics::new(&shard_names));
+        let proxy_id = config.proxy.proxy_id.as_deref().unwrap_or("unset");
+        let twopc = Arc::new(TwoPc::without_log(proxy_id, metrics.clone()));
         ProxyContext {
             router: ArcSwap::from_pointee(Router::new(&config)),
             config_path: None,
-            metrics: Arc::new(ProxyMetrics::new(&shard_names)),
+            metrics,
+            twopc,
             reload_state: ReloadState::default(),
             pools,
             auth: AuthDb::new(&config.auth),
@@ -73,6 +81,20 @@ impl ProxyContext {
             max_message_bytes: config.proxy.max_message_bytes,
             config: ArcSwap::from_pointee(config),
         }
+    }
+
+    /// The same context with the 2PC state opened in `[proxy] state_dir` (blocking file I/O:
+    /// call from a blocking context). Fails when state_dir cannot be created or written, is
+    /// used by another proxy, or the decision log cannot be read.
+    pub fn with_twopc_opened(mut self) -> Result<ProxyContext, crate::twopc::TwoPcError> {
+        let config = self.config.load_full();
+        let twopc = TwoPc::open(
+            &config.proxy.state_dir,
+            config.proxy.proxy_id.as_deref(),
+            self.metrics.clone(),
+        )?;
+        self.twopc = Arc::new(twopc);
+        Ok(self)
     }
 
     /// The same context, reloadable from `path` (the file `config` was loaded from).

@@ -3,7 +3,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use admin::{HostStatus, ProxyControl, ShardRowCount, ShardStatus, ROLE_PRIMARY, ROLE_REPLICA};
+use admin::{
+    HostStatus, InDoubt, ProxyControl, ResolveAction, ResolveError, ShardRowCount, ShardStatus,
+    ROLE_PRIMARY, ROLE_REPLICA,
+};
 use config::{Config, ShardConfig, ShardUrl, TableConfig};
 use futures::future::BoxFuture;
 use shard_router::Router;
@@ -67,6 +70,15 @@ impl ProxyControl for ProxyControlImpl {
 
     fn reload(&self) -> BoxFuture<'_, Result<String, String>> {
         Box::pin(crate::reload::reload(&self.0))
+    }
+
+    fn transactions(&self) -> Vec<InDoubt> {
+        self.0.twopc.in_doubt()
+    }
+
+    fn resolve(&self, gid: &str, action: ResolveAction) -> BoxFuture<'_, Result<(), ResolveError>> {
+        let gid = gid.to_owned();
+        Box::pin(async move { crate::twopc::resolve::resolve(&self.0, &gid, action).await })
     }
 }
 

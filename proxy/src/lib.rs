@@ -2,13 +2,15 @@
 //!
 //! Data path: client socket -> [`protocol`] (codec) -> [`client`] session -> router
 //! (`shard-router`) -> [`backend`] connections -> execute -> client. See ARCHITECTURE.md.
-//! Beside it: the admin HTTP API (`admin` crate, fed by [`control`]) and hot [`reload`].
+//! Beside it: the admin HTTP API (`admin` crate, fed by [`control`]), hot [`reload`], and
+//! [`twopc`] (atomic multi-shard commits and their crash recovery).
 
 pub mod admin_cli;
 pub mod auth;
 pub mod backend;
 pub mod cancel;
 pub mod catalog;
+pub mod cli;
 pub mod client;
 pub mod context;
 pub mod control;
@@ -18,6 +20,7 @@ pub mod merge;
 pub mod protocol;
 pub mod reload;
 pub mod server;
+pub mod twopc;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -110,20 +113,33 @@ pub async fn start_with(
         .with_context(|| format!("could not listen on {admin_listen} (admin_listen)"))?;
     let admin_addr = admin_listener.local_addr()?;
     let watched = config_path.is_some();
-    let ctx = Arc::new(ProxyContext::new(config).with_config_path(config_path));
+    let ctx = ProxyContext::new(config).with_config_path(config_path);
+    // Opening the decision log reads and may repair a file: keep it off the async workers.
+    let ctx = tokio::task::spawn_blocking(move || ctx.with_twopc_opened())
+        .await
+        .context("opening the 2PC state panicked")??;
+    let ctx = Arc::new(ctx);
     let (tx, rx) = watch::channel(false);
     let (admin_stop, admin_stopped) = oneshot::channel::<()>();
     let admin = tokio::spawn(serve_admin(admin_listener, ctx.clone(), admin_stopped));
     let watchers =
         watched.then(|| reload::spawn_watchers(ctx.clone(), options.config_poll, rx.clone()));
+    let recovery = twopc::recovery::spawn(ctx.clone(), rx.clone());
     let proxy = tokio::spawn(server::run(listener, ctx.clone(), rx));
+    let twopc = ctx.twopc.clone();
     let server = tokio::spawn(async move {
         let _ = proxy.await;
+        // Recovery sees the same shutdown signal and stops between statements.
+        let _ = recovery.await;
         // The admin API outlives the client drain, so /metrics can watch a shutdown.
         drop(admin_stop);
         stop_admin(admin).await;
         if let Some(watchers) = watchers {
             let _ = watchers.await;
+        }
+        // DONE records are written without a sync; make them durable before exiting.
+        if let Err(e) = twopc.flush().await {
+            tracing::warn!(error = %e, "could not flush the 2PC decision log");
         }
     });
     tracing::info!(%addr, %admin_addr, "shardproxy listening");

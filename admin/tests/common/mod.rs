@@ -7,7 +7,10 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use admin::{HostStatus, ProxyControl, ProxyMetrics, ShardRowCount, ShardStatus};
+use admin::{
+    HostStatus, InDoubt, ProxyControl, ProxyMetrics, ResolveAction, ResolveError, ShardRowCount,
+    ShardStatus,
+};
 use futures::future::BoxFuture;
 use serde_json::Value;
 use shard_router::Router;
@@ -71,6 +74,10 @@ pub struct FakeControl {
     live: Mutex<Live>,
     /// The "config file" `reload` reads.
     pub file: Mutex<String>,
+    /// What `transactions` lists; `resolve` removes from it.
+    pub in_doubt: Mutex<Vec<InDoubt>>,
+    /// Every resolve call, in order.
+    pub resolved: Mutex<Vec<(String, ResolveAction)>>,
 }
 
 impl FakeControl {
@@ -83,6 +90,8 @@ impl FakeControl {
                 config: Arc::new(config),
             }),
             file: Mutex::new(text.to_owned()),
+            in_doubt: Mutex::new(Vec::new()),
+            resolved: Mutex::new(Vec::new()),
         }
     }
 
@@ -154,6 +163,34 @@ impl ProxyControl for FakeControl {
                 }
             }
             Ok(counts)
+        })
+    }
+
+    fn transactions(&self) -> Vec<InDoubt> {
+        self.in_doubt.lock().unwrap().clone()
+    }
+
+    /// Known gids resolve; "sp_busy" conflicts, "sp_down" fails on a shard, others are unknown.
+    fn resolve(&self, gid: &str, action: ResolveAction) -> BoxFuture<'_, Result<(), ResolveError>> {
+        let gid = gid.to_owned();
+        Box::pin(async move {
+            self.resolved.lock().unwrap().push((gid.clone(), action));
+            match gid.as_str() {
+                "sp_busy" => return Err(ResolveError::Conflict("still committing".to_owned())),
+                "sp_down" => {
+                    return Err(ResolveError::Backend("s1: connection refused".to_owned()))
+                }
+                _ => {}
+            }
+            let mut list = self.in_doubt.lock().unwrap();
+            let before = list.len();
+            list.retain(|t| t.gid != gid);
+            if list.len() == before {
+                return Err(ResolveError::NotFound(format!(
+                    "no prepared transaction {gid}"
+                )));
+            }
+            Ok(())
         })
     }
 

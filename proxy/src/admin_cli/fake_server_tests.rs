@@ -174,6 +174,10 @@ async fn transactions_and_resolve() {
         chunked("200 OK", &list),
         plain("200 OK", &json!({"gid": "sp_a_1", "action": "commit"})),
         plain("200 OK", &list),
+        plain(
+            "200 OK",
+            &json!({"gid": "sp_a_1", "action": "rollback", "status": "rolled back"}),
+        ),
     ])
     .await;
     let (code, out, _) = cli(&url, &["transactions"]).await;
@@ -184,6 +188,10 @@ async fn transactions_and_resolve() {
     assert_eq!(out, "transaction sp_a_1: commit requested\n");
     let (_, out, _) = cli(&url, &["--json", "transactions"]).await;
     assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), list);
+    // A proxy that reports what it did: the CLI shows it.
+    let (code, out, _) = cli(&url, &["resolve", "sp_a_1", "rollback"]).await;
+    assert_eq!(code, 0);
+    assert_eq!(out, "transaction sp_a_1: rolled back\n");
     let seen = server.await.unwrap();
     assert!(seen[1]
         .head

@@ -289,10 +289,11 @@ async fn execute(args: &AdminArgs, out: &mut impl Write) -> Result<i32, AdminCli
         AdminCommand::Transactions => render::transactions(&reply.json),
         AdminCommand::Move(m) => started(&reply.json, &format!("move on map {}", m.map)),
         AdminCommand::Rebalance { map } => started(&reply.json, &format!("rebalance of {map}")),
-        AdminCommand::Resolve { gid, action } => Some(format!(
-            "transaction {gid}: {} requested\n",
-            action.as_str()
-        )),
+        // The proxy answers once it ran the action everywhere: show what it did.
+        AdminCommand::Resolve { gid, action } => Some(match reply.json.get("status") {
+            Some(Value::String(status)) => format!("transaction {gid}: {status}\n"),
+            _ => format!("transaction {gid}: {} requested\n", action.as_str()),
+        }),
     };
     match view {
         Some(text) => write!(out, "{text}")?,
