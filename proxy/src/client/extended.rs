@@ -6,9 +6,17 @@ use std::sync::Arc;
 
 use admin::RouteKind;
 use bytes::BytesMut;
-use shard_router::Params;
+use shard_router::{Params, StatementKind};
 
 use super::pipeline::{Action, Kind, Mode, Owed, Pending};
+
+/// Where a Bind goes: targets, COPY split, route kind for metrics, statement kind.
+type BindRoute = (
+    Targets,
+    Option<shard_router::CopyIn>,
+    RouteKind,
+    Option<StatementKind>,
+);
 use super::routing::Targets;
 use super::session::{PortalRoute, Session};
 use super::statements::StmtDef;
@@ -78,7 +86,7 @@ impl Session {
 
     /// Makes sure `shard`'s backend has `def` (named, or as its unnamed statement), injecting
     /// a Parse whose answer the client never sees.
-    fn ensure_prepared(&mut self, shard: usize, def: &Arc<StmtDef>, unnamed: bool) {
+    pub(crate) fn ensure_prepared(&mut self, shard: usize, def: &Arc<StmtDef>, unnamed: bool) {
         let Some(b) = self.backends.get_mut(shard) else {
             return;
         };
@@ -127,14 +135,10 @@ impl Session {
     }
 
     /// Where a Bind of `def` with these parameters goes (and, for a split COPY, how).
-    fn route_bind(
-        &self,
-        def: &StmtDef,
-        b: &Bind,
-    ) -> Result<(Targets, Option<shard_router::CopyIn>, RouteKind), (&'static str, String)> {
+    fn route_bind(&self, def: &StmtDef, b: &Bind) -> Result<BindRoute, (&'static str, String)> {
         let router = self.router();
         if router.tables().is_empty() {
-            return Ok((Targets::One(0), None, RouteKind::Default));
+            return Ok((Targets::One(0), None, RouteKind::Default, None));
         }
         let stmt = router
             .prepare(&def.query)
@@ -156,20 +160,20 @@ impl Session {
             self.ctx.catalog.clear();
         }
         let targets = self
-            .resolve(&plan, &stmt, !def.effects.is_empty())
+            .resolve(&plan, &stmt, &def.query, !def.effects.is_empty())
             .inspect_err(|_| self.count_refusal(route))?;
         let copy = stmt
             .copy_in()
             .cloned()
             .filter(|_| matches!(targets, Targets::Many(_)));
-        Ok((targets, copy, route))
+        Ok((targets, copy, route, Some(plan.kind)))
     }
 
     pub(crate) async fn on_bind(&mut self, b: Bind) {
         let Some(def) = self.lookup_statement(&b.statement, Kind::Bind) else {
             return;
         };
-        let (targets, mut copy, route_kind) = match self.route_bind(&def, &b) {
+        let (targets, mut copy, route_kind, kind) = match self.route_bind(&def, &b) {
             Ok(t) => t,
             Err((code, message)) => return self.extended_error(Kind::Bind, code, &message),
         };
@@ -183,7 +187,59 @@ impl Session {
             return self.extended_error(Kind::Bind, code, &message);
         }
         let unnamed = b.statement.is_empty();
+        let mut merge = None;
         match &targets {
+            Targets::Merge(_, plan) => {
+                let Ok(bound) = b.params() else { return };
+                let input = super::merged::merge_input(
+                    plan.clone(),
+                    shards.len(),
+                    super::merged::Bound {
+                        values: &bound.values,
+                        formats: &bound.formats,
+                        types: &(0..bound.values.len())
+                            .map(|i| def.param_type(i))
+                            .collect::<Vec<_>>(),
+                    },
+                    bound.result_formats.clone(),
+                );
+                let input = match input {
+                    Ok(input) => input,
+                    Err((code, message)) => return self.extended_error(Kind::Bind, code, &message),
+                };
+                // The shards run the merge plan's text, prepared under a proxy name, with the
+                // client's parameters it uses.
+                let used = &plan.shard_params;
+                let types: Vec<u32> = used
+                    .iter()
+                    .map(|&i| def.param_types.get(i).copied().unwrap_or(0))
+                    .collect();
+                let formats: Vec<i16> = used
+                    .iter()
+                    .map(|&i| bound.formats.get(i).copied().unwrap_or(0))
+                    .collect();
+                let values: Vec<Option<&[u8]>> = used
+                    .iter()
+                    .map(|&i| bound.values.get(i).copied().flatten())
+                    .collect();
+                let merge_def = self.ctx.statements.intern(&plan.shard_sql, &types);
+                let result_formats =
+                    crate::merge::Merge::shard_result_formats(plan, &bound.result_formats);
+                for &s in &shards {
+                    self.ensure_prepared(s, &merge_def, false);
+                    if let Some(backend) = self.backends.get_mut(s) {
+                        encode::bind(
+                            &mut backend.write_buf,
+                            &b.portal,
+                            &merge_def.server_name,
+                            &formats,
+                            &values,
+                            &result_formats,
+                        );
+                    }
+                }
+                merge = Some(Box::new(input));
+            }
             Targets::Split(parts) => {
                 let Ok(bound) = b.params() else { return };
                 for part in parts {
@@ -236,7 +292,11 @@ impl Session {
             route: Some(route_kind),
             copy,
             effects: (!def.effects.is_empty()).then(|| Box::new(def.effects.clone())),
+            merge,
+            writes: kind.is_some_and(|k| super::two_phase::writes(k, &def.query)),
+            commit: kind == Some(StatementKind::Commit),
         };
+        self.parked.remove(&b.portal);
         self.portals.insert(b.portal.clone(), route);
         self.push_forward(Kind::Bind, Action::None, &shards);
     }
@@ -262,9 +322,27 @@ impl Session {
                 if let Some(b) = self.backends.get_mut(shard) {
                     encode::describe(&mut b.write_buf, Target::Statement, server_name);
                 }
-                self.push_forward(Kind::DescribeStatement, Action::None, &[shard]);
+                self.push_forward(
+                    Kind::DescribeStatement,
+                    Action::Described(def.clone()),
+                    &[shard],
+                );
             }
             Target::Portal => {
+                if let Some(route) = self.portals.get(&d.name).filter(|r| r.merge.is_some()) {
+                    let shards: Vec<usize> = route.shards.clone();
+                    let input = route.merge.as_deref().cloned();
+                    if let Some(input) =
+                        input.filter(|_| shards.iter().all(|s| self.backends.has(*s)))
+                    {
+                        for &s in &shards {
+                            if let Some(b) = self.backends.get_mut(s) {
+                                b.write_buf.extend_from_slice(&d.raw);
+                            }
+                        }
+                        return self.push_merge(Kind::DescribePortal, input, &shards, None, true);
+                    }
+                }
                 let shard = self
                     .portals
                     .get(&d.name)
@@ -282,7 +360,7 @@ impl Session {
         }
     }
 
-    pub(crate) fn on_execute(&mut self, e: Execute) {
+    pub(crate) async fn on_execute(&mut self, e: Execute) {
         let route = self.portals.get(&e.portal).cloned().unwrap_or_default();
         let shards: Vec<usize> = route
             .shards
@@ -293,12 +371,64 @@ impl Session {
             let message = format!("portal \"{}\" does not exist", e.portal);
             return self.extended_error(Kind::Execute, "34000", &message);
         }
+        if route.commit && self.commit_explicit_extended().await {
+            return;
+        }
+        if let Some(mut run) = self.parked.remove(&e.portal) {
+            // The next part of a merged portal fetched in parts.
+            let ask = run.resume(e.max_rows);
+            if ask.is_empty() {
+                let mut out = BytesMut::new();
+                match run.answer_from_queues(&mut out) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        self.parked.insert(e.portal.clone(), run);
+                    }
+                    Err(err) => {
+                        return self.extended_error(Kind::Execute, err.sqlstate(), &err.to_string())
+                    }
+                }
+                return self.push_synthetic(Kind::Execute, out.freeze());
+            }
+            for &s in &ask {
+                if let Some(b) = self.backends.get_mut(s) {
+                    encode::execute(&mut b.write_buf, &e.portal, e.max_rows);
+                }
+            }
+            return self.push_merge_run(Kind::Execute, run, &ask, route.route);
+        }
+        if let Some(input) = route.merge.clone().filter(|_| e.max_rows > 0) {
+            for &s in &shards {
+                if let Some(b) = self.backends.get_mut(s) {
+                    encode::describe(&mut b.write_buf, Target::Portal, &e.portal);
+                    encode::execute(&mut b.write_buf, &e.portal, e.max_rows);
+                }
+            }
+            let run = super::merge_run::MergeRun::in_parts(*input, &shards, &e.portal, e.max_rows);
+            return self.push_merge_run(Kind::Execute, Box::new(run), &shards, route.route);
+        }
+        if let Some(input) = route.merge.filter(|_| e.max_rows <= 0) {
+            for &s in &shards {
+                if let Some(b) = self.backends.get_mut(s) {
+                    // The merge needs the column types: the portal's RowDescription first.
+                    encode::describe(&mut b.write_buf, Target::Portal, &e.portal);
+                    b.write_buf.extend_from_slice(&e.raw);
+                }
+            }
+            self.copy_targets.clear();
+            return self.push_merge(Kind::Execute, *input, &shards, route.route, false);
+        }
         if shards.len() > 1 && e.max_rows > 0 {
             return self.extended_error(
                 Kind::Execute,
                 "0A000",
                 "fetching a portal that spans several shards in parts (Execute with a row limit) is not supported yet",
             );
+        }
+        if route.writes {
+            // BEGIN (when the group now writes on several shards) goes before the Execute: a
+            // COPY's Execute puts the server in copy mode.
+            self.note_write(&shards, true);
         }
         for &s in &shards {
             if let Some(b) = self.backends.get_mut(s) {

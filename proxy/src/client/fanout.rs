@@ -34,6 +34,11 @@ pub struct FanOut {
     pub replicated: bool,
     /// The first shard has finished its answer.
     pub first_done: bool,
+    /// Closes an implicit multi-shard transaction: its ReadyForQuery (and a Query's command
+    /// tag) wait in `Pipeline::held` until the two-phase commit decided the outcome.
+    pub hold_ready: bool,
+    /// A merged read: the answers go through a merge instead of being concatenated.
+    pub merge: Option<Box<super::merge_run::MergeRun>>,
 }
 
 impl FanOut {
@@ -240,6 +245,25 @@ impl Pipeline {
         let all_done = f.pending.is_empty();
         if all_done {
             let failed = f.failed;
+            if f.hold_ready && kind.ends_with_ready() {
+                let held = super::pipeline::Held {
+                    status: f.status.unwrap_or(TransactionStatus::Idle),
+                    ok: !failed,
+                    tag: f
+                        .tag
+                        .as_ref()
+                        .map(TagSum::text)
+                        .filter(|_| forward && !failed),
+                    forward: !swallow,
+                };
+                self.held = Some(held);
+                self.complete(!failed);
+                if kind == Kind::Sync || kind == Kind::Query {
+                    self.suppress = false;
+                }
+                self.drain_synthetic(out);
+                return Ok(());
+            }
             // The merged closing message(s).
             if forward && !failed {
                 match kind {

@@ -24,6 +24,17 @@ impl Session {
         {
             return Ok(());
         }
+        if self.hold_pending
+            && !matches!(
+                msg,
+                FrontendMessage::CopyData(_)
+                    | FrontendMessage::CopyDone
+                    | FrontendMessage::CopyFail(_)
+            )
+        {
+            // An implicit multi-shard transaction is being committed: nothing goes out behind it.
+            self.finish_held().await;
+        }
         if self.lost {
             return self.on_message_in_lost_transaction(msg);
         }
@@ -32,7 +43,7 @@ impl Session {
             FrontendMessage::Parse(p) => self.on_parse(p).await,
             FrontendMessage::Bind(b) => self.on_bind(b).await,
             FrontendMessage::Describe(d) => self.on_describe(d).await,
-            FrontendMessage::Execute(e) => self.on_execute(e),
+            FrontendMessage::Execute(e) => self.on_execute(e).await,
             FrontendMessage::Close(c) => self.on_close(c),
             FrontendMessage::Sync => self.on_sync(),
             FrontendMessage::Flush => {
@@ -172,6 +183,7 @@ impl Session {
         let router = self.router();
         let mut copy = None;
         let mut route = RouteKind::Default;
+        let mut writes = false;
         let targets = if router.tables().is_empty() {
             // Nothing is sharded: everything lives on the default shard.
             Targets::One(0)
@@ -195,13 +207,20 @@ impl Session {
             if single && self.lazy_transaction_control(plan.kind, sql) {
                 return;
             }
-            let targets = match self.resolve(&plan, &stmt, !effects.is_empty()) {
+            if single && plan.kind == StatementKind::Commit && self.commit_explicit().await {
+                return;
+            }
+            writes = super::two_phase::writes(plan.kind, sql);
+            let targets = match self.resolve(&plan, &stmt, sql, !effects.is_empty()) {
                 Ok(t) => t,
                 Err((code, message)) => {
                     self.count_refusal(route);
                     return self.query_error(code, &message);
                 }
             };
+            if let Targets::Merge(shards, merge) = targets {
+                return self.merged_query(merge, shards, route).await;
+            }
             if plan.kind == StatementKind::Ddl {
                 // Columns may move: forget what the catalog told us.
                 self.ctx.catalog.clear();
@@ -221,6 +240,7 @@ impl Session {
         if let Err((code, message)) = self.ensure_backends(&shards).await {
             return self.query_error(code, &message);
         }
+        let hold = writes && self.note_write(&shards, false);
         for (i, &s) in shards.iter().enumerate() {
             let Some(b) = self.backends.get_mut(s) else {
                 continue;
@@ -256,6 +276,9 @@ impl Session {
             Some(route),
             targets.replicated(),
         );
+        if hold {
+            self.hold_last();
+        }
     }
 
     /// BEGIN opens the transaction lazily: each shard joins it when first used, so a
@@ -301,6 +324,7 @@ impl Session {
                 self.push_synthetic(Kind::Close, bytes.freeze());
             }
             Target::Portal => {
+                self.parked.remove(&c.name);
                 let shards: Vec<usize> = self
                     .portals
                     .remove(&c.name)
@@ -340,7 +364,11 @@ impl Session {
         }
         if !ignored {
             // (in copy-in mode the server ignores Sync; so must we)
+            let hold = self.sync_holds();
             self.push_forward(Kind::Sync, Action::None, &shards);
+            if hold {
+                self.hold_last();
+            }
         }
     }
 

@@ -7,6 +7,8 @@ pub mod copy_split;
 pub mod extended;
 pub mod fanout;
 pub mod lexer;
+pub mod merge_run;
+pub mod merged;
 pub mod messages;
 pub mod params;
 pub mod pipeline;
@@ -14,5 +16,6 @@ pub mod routing;
 pub mod session;
 pub mod startup;
 pub mod statements;
+pub mod two_phase;
 
 pub use startup::handle_connection;

@@ -79,7 +79,10 @@ impl Owed {
         match self {
             Owed::Nobody => None,
             Owed::One(s) => Some(*s),
-            Owed::Many(f) => f.pending.front().copied(),
+            Owed::Many(f) => match &f.merge {
+                Some(run) if !f.failed => run.wanted().or_else(|| f.pending.front().copied()),
+                _ => f.pending.front().copied(),
+            },
         }
     }
 
@@ -127,6 +130,8 @@ pub enum Action {
     Effects(Box<SessionEffects>, Vec<usize>),
     /// Injected SETs that bring this shard's backend in line; failure breaks the backend.
     ParamSync(usize),
+    /// A Describe of this statement: remember the parameter types the server resolved.
+    Described(Arc<StmtDef>),
 }
 
 /// What to record in the metrics when a client statement completes.
@@ -203,6 +208,27 @@ pub struct Pipeline {
     /// The proxy's own error to show instead of the next server error (e.g. the COPY row
     /// that made the proxy abort a COPY on every shard).
     pub replace_next_error: Option<Bytes>,
+    /// The answered end of an implicit multi-shard transaction, whose ReadyForQuery waits for
+    /// the two-phase commit (`two_phase.rs`).
+    pub held: Option<Held>,
+    /// Shards whose suspended portal must be asked for more rows (shard, portal, row limit):
+    /// a merged portal fetched in parts needs them (`merge_run.rs`).
+    pub refills: Vec<(usize, String, i32)>,
+    /// A merged portal fetched in parts that was suspended: kept for its next Execute.
+    pub parked: Option<Box<super::merge_run::MergeRun>>,
+}
+
+/// The held end of an implicit multi-shard transaction.
+#[derive(Debug, Clone)]
+pub struct Held {
+    /// The shards' combined transaction status (InBlock, or Failed after an error).
+    pub status: TransactionStatus,
+    /// No error was reported.
+    pub ok: bool,
+    /// A simple Query's command tag, sent once the commit succeeded.
+    pub tag: Option<String>,
+    /// The client expects the ReadyForQuery (not an injected request).
+    pub forward: bool,
 }
 
 impl Pipeline {
@@ -384,7 +410,10 @@ impl Pipeline {
         }
         let kind = head.kind;
         let forward = !swallow && !self.suppress;
-        if let Owed::Many(_) = head.owed {
+        if let Owed::Many(f) = &head.owed {
+            if f.merge.is_some() {
+                return self.handle_merge(shard, kind, tag, frame, body, out);
+            }
             return self.handle_fanout(shard, kind, tag, frame, body, swallow, out);
         }
         match tag {
@@ -425,6 +454,17 @@ impl Pipeline {
             b'2' if kind == Kind::Bind => self.finish(frame, forward, out),
             b'3' if kind == Kind::Close => self.finish(frame, forward, out),
             b't' if kind == Kind::DescribeStatement => {
+                if let Some(Pending {
+                    action: Action::Described(def),
+                    ..
+                }) = self.queue.front()
+                {
+                    if def.described_types.get().is_none() {
+                        if let Some(types) = parameter_types(body) {
+                            let _ = def.described_types.set(types);
+                        }
+                    }
+                }
                 if forward {
                     out.extend_from_slice(frame);
                 }
@@ -514,6 +554,17 @@ pub(super) fn forward_error(
         }
         _ => out.extend_from_slice(frame),
     }
+}
+
+/// The type OIDs of a ParameterDescription body (int16 count, then one int32 per parameter).
+fn parameter_types(body: &[u8]) -> Option<Vec<u32>> {
+    let (count, rest) = body.split_first_chunk::<2>()?;
+    let count = usize::try_from(i16::from_be_bytes(*count)).ok()?;
+    let types: Vec<u32> = rest
+        .chunks_exact(4)
+        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    (types.len() == count).then_some(types)
 }
 
 pub(super) fn parse_ready(body: &[u8]) -> Result<TransactionStatus, Desync> {

@@ -1,12 +1,15 @@
 //! From a router plan to the backends a request goes to, given what the session holds
 //! (transaction control and session-parameter statements follow the attached backends).
 
+use std::sync::Arc;
+
+use shard_router::merge::MergePlan;
 use shard_router::{Plan, ShardPart, Statement, StatementKind, Target};
 
 use super::session::Session;
 
 /// Where one request goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub(crate) enum Targets {
     /// One shard.
     One(usize),
@@ -16,6 +19,9 @@ pub(crate) enum Targets {
     Split(Vec<ShardPart>),
     /// The same write on every copy of a reference table: one shard's answer stands for all.
     Replicated(Vec<usize>),
+    /// A read on several shards whose answers are merged by this plan (the shards run its
+    /// `shard_sql` instead of the client's text).
+    Merge(Vec<usize>, Arc<MergePlan>),
 }
 
 impl Targets {
@@ -31,7 +37,7 @@ impl Targets {
     pub(crate) fn shards(&self) -> Vec<usize> {
         match self {
             Targets::One(s) => vec![*s],
-            Targets::Many(v) => v.clone(),
+            Targets::Many(v) | Targets::Merge(v, _) => v.clone(),
             Targets::Split(parts) => parts.iter().map(|p| p.shard).collect(),
             Targets::Replicated(v) => v.clone(),
         }
@@ -45,11 +51,13 @@ impl Targets {
 
 impl Session {
     /// Resolves a plan. `session_effects`: the statement changes session state (SET...), so it
-    /// must reach every backend the session holds.
+    /// must reach every backend the session holds. `sql`: the statement's exact text (a merged
+    /// read is planned from it).
     pub(crate) fn resolve(
         &self,
         plan: &Plan,
         stmt: &Statement,
+        sql: &str,
         session_effects: bool,
     ) -> Result<Targets, (&'static str, String)> {
         let attached = self.backends.shards();
@@ -91,13 +99,22 @@ impl Session {
             }
             if plan.kind == StatementKind::Read {
                 if let Some(why) = stmt.merge_requirement() {
-                    return Err((
-                        "0A000",
-                        format!(
-                            "this query reads several shards and needs {why} across them, which is not supported yet ({})",
-                            plan.reason
-                        ),
-                    ));
+                    let Some(local_groups) = stmt.merge_groups_local() else {
+                        return Err((
+                            "0A000",
+                            format!(
+                                "this query reads several shards and returns {why}, which cannot be merged exactly ({})",
+                                plan.reason
+                            ),
+                        ));
+                    };
+                    let merge = self
+                        .ctx
+                        .router
+                        .load()
+                        .merge_plan(sql, local_groups)
+                        .map_err(|e| (e.code, e.message))?;
+                    return Ok(Targets::Merge(targets.shards(), merge));
                 }
             }
         }

@@ -46,6 +46,12 @@ pub(crate) struct PortalRoute {
     pub route: Option<admin::RouteKind>,
     /// A reference-table write: one shard's answer stands for all.
     pub replicated: bool,
+    /// A merged read: what each Execute (or Describe) of the portal merges with.
+    pub merge: Option<Box<crate::merge::MergeInput>>,
+    /// Executing it writes (it joins the two-phase commit of a multi-shard transaction).
+    pub writes: bool,
+    /// It is a COMMIT.
+    pub commit: bool,
 }
 
 /// One client's state.
@@ -68,6 +74,8 @@ pub struct Session {
     pub(crate) stmts: ClientStatements,
     /// Where the unnamed portal and named portals were bound.
     pub(crate) portals: HashMap<String, PortalRoute>,
+    /// Merged portals fetched in parts, suspended between the client's Executes.
+    pub(crate) parked: HashMap<String, Box<super::merge_run::MergeRun>>,
     /// Discard client messages until Sync (after an error the proxy produced itself).
     pub(crate) skip_until_sync: bool,
     /// Transaction status the client last saw.
@@ -86,6 +94,15 @@ pub struct Session {
     pub(crate) lost_in_transaction: Option<String>,
     /// In a lost transaction, the portal just bound ends the transaction (extended ROLLBACK).
     pub(crate) lost_portal_ends: bool,
+    /// Shards the open transaction block wrote on (two-phase commit when several).
+    pub(crate) txn_written: Vec<bool>,
+    /// Shards the current extended-protocol group (up to Sync) wrote on, outside a block.
+    pub(crate) group_written: Vec<bool>,
+    /// Shards given a BEGIN for an implicit multi-shard transaction.
+    pub(crate) begun: Vec<bool>,
+    /// A request holding the end of an implicit multi-shard transaction is in flight: the next
+    /// client request waits until it is committed.
+    pub(crate) hold_pending: bool,
     pub(crate) cancel: CancelRegistration,
     shutdown: watch::Receiver<bool>,
     shutting_down: bool,
@@ -102,7 +119,8 @@ impl Session {
     ) -> Session {
         let cancel = ctx.cancels.register();
         let pinned = ctx.pool_mode == PoolMode::Session;
-        let backends = Attached::new(ctx.pools.len());
+        let shards = ctx.pools.len();
+        let backends = Attached::new(shards);
         Session {
             ctx,
             client,
@@ -114,6 +132,7 @@ impl Session {
             params_snapshot: None,
             stmts: ClientStatements::default(),
             portals: HashMap::new(),
+            parked: HashMap::new(),
             skip_until_sync: false,
             status: TransactionStatus::Idle,
             txn_begin: None,
@@ -123,6 +142,10 @@ impl Session {
             lost: false,
             lost_in_transaction: None,
             lost_portal_ends: false,
+            txn_written: vec![false; shards],
+            group_written: vec![false; shards],
+            begun: vec![false; shards],
+            hold_pending: false,
             cancel,
             shutdown,
             shutting_down: false,
@@ -169,6 +192,12 @@ impl Session {
                         Ok(0) => self.backend_lost(shard, "the server closed the connection"),
                         Ok(_) => self.process_backends(),
                         Err(e) => self.backend_lost(shard, &e.to_string()),
+                    }
+                    if self.backends.iter_mut().any(|(_, b)| !b.write_buf.is_empty()) {
+                        self.flush_backends().await;
+                    }
+                    if self.pipeline.held.is_some() {
+                        self.complete_held().await;
                     }
                 }
                 // cancel safe, as above
@@ -274,6 +303,17 @@ impl Session {
                 break;
             }
         }
+        for (shard, portal, max_rows) in std::mem::take(&mut self.pipeline.refills) {
+            if let Some(b) = self.backends.get_mut(shard) {
+                encode::execute(&mut b.write_buf, &portal, max_rows);
+                encode::flush(&mut b.write_buf);
+            }
+        }
+        if let Some(run) = self.pipeline.parked.take() {
+            if let Some(portal) = run.portal() {
+                self.parked.insert(portal.to_string(), run);
+            }
+        }
         if self.pipeline.ready_and_empty
             && self.status == TransactionStatus::Idle
             && !self.pinned
@@ -360,13 +400,21 @@ impl Session {
     fn on_ready(&mut self, status: TransactionStatus) {
         self.status = status;
         if status == TransactionStatus::Idle {
-            if self.pipeline.saw_rollback {
-                self.restore_params_after_rollback();
-            }
-            self.params_snapshot = None;
-            self.txn_begin = None;
+            let rolled_back = self.pipeline.saw_rollback;
+            self.transaction_ended(!rolled_back);
+            self.parked.clear(); // portals end with their transaction
+            self.txn_written.iter_mut().for_each(|w| *w = false);
         }
         self.pipeline.saw_rollback = false;
+    }
+
+    /// A transaction ended: parameters SET inside it stay (committed) or revert.
+    pub(crate) fn transaction_ended(&mut self, committed: bool) {
+        if !committed {
+            self.restore_params_after_rollback();
+        }
+        self.params_snapshot = None;
+        self.txn_begin = None;
     }
 
     /// The transaction rolled back: parameters SET inside it revert.

@@ -31,9 +31,23 @@ pub struct StmtDef {
     pub effects: SessionEffects,
     /// Some backend accepted a Parse of it: later Parses can be answered without a backend.
     pub validated: AtomicBool,
+    /// Parameter types as a server resolved them (ParameterDescription of a Describe).
+    pub described_types: std::sync::OnceLock<Vec<u32>>,
 }
 
 impl StmtDef {
+    /// The type of parameter `i`: as declared, else as a server resolved it (0 if unknown).
+    pub fn param_type(&self, i: usize) -> u32 {
+        match self.param_types.get(i) {
+            Some(&t) if t != 0 => t,
+            _ => self
+                .described_types
+                .get()
+                .and_then(|v| v.get(i).copied())
+                .unwrap_or(0),
+        }
+    }
+
     /// True once a server has accepted the statement.
     pub fn is_validated(&self) -> bool {
         self.validated.load(Ordering::Relaxed)
@@ -79,6 +93,7 @@ impl StatementRegistry {
             parse_message: buf.freeze(),
             effects: params::analyze(query),
             validated: AtomicBool::new(false),
+            described_types: std::sync::OnceLock::new(),
         });
         map.insert(key, def.clone());
         def

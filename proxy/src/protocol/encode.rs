@@ -180,6 +180,11 @@ pub fn close_complete(buf: &mut BytesMut) {
     bodyless(buf, b'3');
 }
 
+/// PortalSuspended ('s').
+pub fn portal_suspended(buf: &mut BytesMut) {
+    bodyless(buf, b's');
+}
+
 /// NoData ('n').
 pub fn no_data(buf: &mut BytesMut) {
     bodyless(buf, b'n');
