@@ -9,6 +9,7 @@
 //!
 //! These are test helpers: they panic with a clear message instead of returning errors.
 
+pub mod process;
 pub mod raw;
 pub mod util;
 

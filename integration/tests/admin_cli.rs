@@ -128,11 +128,9 @@ async fn wrong_token_is_explained() {
 async fn endpoints_not_served_yet_report_404() {
     let (proxy, url, _) = proxy().await;
     let base = ["--url", url.as_str(), "--token", ADMIN_TOKEN];
-    let commands: [&[&str]; 6] = [
+    let commands: [&[&str]; 4] = [
         &["jobs"],
         &["job", "1", "--wait"],
-        &["transactions"],
-        &["resolve", "sp_x_1", "rollback"],
         &["move", "users", "--buckets", "0-3", "--to", "s1"],
         &["rebalance", "users"],
     ];

@@ -181,11 +181,13 @@ async fn select_only_in_every_query_mode_with_shared_backends() {
         );
     }
 
-    // The shard never had more than the pool's 4 backends for this database.
+    // The shard never had more than the pool's 4 backends for this database (2PC recovery's
+    // own connection is not one of them).
     let shard = connect_url(&dbs.shard_urls[0]).await;
     let backends: i64 = shard
         .query_one(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() \
+             AND application_name <> 'shardproxy-2pc-recovery'",
             &[&dbs.name],
         )
         .await
