@@ -65,6 +65,19 @@ pub(crate) const AGGREGATES: &[&str] = &[
     "any_value",
     "range_agg",
     "range_intersect_agg",
+    "json_object_agg_strict",
+    "jsonb_object_agg_strict",
+    "json_object_agg_unique",
+    "jsonb_object_agg_unique",
+    "json_object_agg_unique_strict",
+    "jsonb_object_agg_unique_strict",
+    "json_arrayagg",
+    "json_objectagg",
+    "rank",
+    "dense_rank",
+    "percent_rank",
+    "cume_dist",
+    "grouping",
 ];
 
 /// Built-in functions that only read (everything else, user functions included, may write).

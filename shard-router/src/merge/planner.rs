@@ -81,7 +81,7 @@ pub(crate) fn plan(sql: &str, local_groups: bool) -> Result<MergePlan, RouteErro
     let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql)
         .tokenize_with_location()
         .map_err(|e| unreadable(&e))?;
-    let operators = operator_count(&tokens);
+    let operators = crate::analyze::names::operator_count(&tokens);
     if operators > MAX_OPERATORS {
         return Err(refuse(
             "the query is too long to plan a merge across shards (use IN (...) or = ANY($1) \
@@ -190,37 +190,6 @@ fn parse(tokens: Vec<TokenWithSpan>) -> Result<Query, RouteError> {
         (Some(_), true) => Err(refuse("only a SELECT can be merged across shards")),
         _ => Err(refuse("cannot plan a merge of several statements")),
     }
-}
-
-/// Operator tokens: a bound on how deep the parser's expression trees get (a chain of `n`
-/// binary operators nests `n` levels, and walking, printing or dropping it recurses).
-fn operator_count(tokens: &[TokenWithSpan]) -> usize {
-    tokens
-        .iter()
-        .filter(|t| match &t.token {
-            Token::Word(w) => {
-                w.quote_style.is_none() && matches!(w.keyword, Keyword::AND | Keyword::OR)
-            }
-            Token::Whitespace(_)
-            | Token::EOF
-            | Token::Comma
-            | Token::LParen
-            | Token::RParen
-            | Token::SemiColon
-            | Token::Period
-            | Token::Number(..)
-            | Token::Placeholder(_)
-            | Token::SingleQuotedString(_)
-            | Token::DoubleQuotedString(_)
-            | Token::DollarQuotedString(_)
-            | Token::EscapedStringLiteral(_)
-            | Token::UnicodeStringLiteral(_)
-            | Token::NationalStringLiteral(_)
-            | Token::HexStringLiteral(_)
-            | Token::SingleQuotedByteStringLiteral(_) => false,
-            _ => true,
-        })
-        .count()
 }
 
 /// True when `USING` follows `ORDER BY` (PostgreSQL's sort operator, which the parser lacks).

@@ -3,90 +3,14 @@
 
 use std::ops::ControlFlow;
 
+pub(super) use crate::analyze::functions::function_name;
+use crate::analyze::functions::AGGREGATES;
+pub(super) use crate::analyze::names::fold;
+
 use sqlparser::ast::{
     Expr, Function, Ident, ObjectName, ObjectNamePart, Query, SelectItem, UnaryOperator, Value,
     Visit, VisitMut, Visitor, VisitorMut,
 };
-
-/// PostgreSQL's built-in aggregates (a call to any of them makes a query grouped).
-const AGGREGATES: &[&str] = &[
-    "count",
-    "sum",
-    "avg",
-    "min",
-    "max",
-    "bool_and",
-    "bool_or",
-    "every",
-    "array_agg",
-    "string_agg",
-    "bit_and",
-    "bit_or",
-    "bit_xor",
-    "json_agg",
-    "jsonb_agg",
-    "json_object_agg",
-    "jsonb_object_agg",
-    "json_agg_strict",
-    "jsonb_agg_strict",
-    "json_object_agg_strict",
-    "jsonb_object_agg_strict",
-    "json_object_agg_unique",
-    "jsonb_object_agg_unique",
-    "json_object_agg_unique_strict",
-    "jsonb_object_agg_unique_strict",
-    "json_arrayagg",
-    "json_objectagg",
-    "xmlagg",
-    "stddev",
-    "stddev_pop",
-    "stddev_samp",
-    "variance",
-    "var_pop",
-    "var_samp",
-    "corr",
-    "covar_pop",
-    "covar_samp",
-    "regr_avgx",
-    "regr_avgy",
-    "regr_count",
-    "regr_intercept",
-    "regr_r2",
-    "regr_slope",
-    "regr_sxx",
-    "regr_sxy",
-    "regr_syy",
-    "percentile_cont",
-    "percentile_disc",
-    "mode",
-    "rank",
-    "dense_rank",
-    "percent_rank",
-    "cume_dist",
-    "any_value",
-    "range_agg",
-    "range_intersect_agg",
-    "grouping",
-];
-
-/// PostgreSQL's folding of an identifier: unquoted names are lower-cased.
-pub(super) fn fold(ident: &Ident) -> String {
-    if ident.quote_style.is_some() {
-        ident.value.clone()
-    } else {
-        ident.value.to_ascii_lowercase()
-    }
-}
-
-/// The folded (schema, name) of a function.
-pub(super) fn function_name(name: &ObjectName) -> (Option<String>, String) {
-    let mut parts = name.0.iter().rev().map(|p| match p {
-        ObjectNamePart::Identifier(i) => fold(i),
-        ObjectNamePart::Function(f) => f.name.value.to_ascii_lowercase(),
-    });
-    let base = parts.next().unwrap_or_default();
-    (parts.next(), base)
-}
 
 /// True for a call of a built-in aggregate (or any call with FILTER / WITHIN GROUP, which
 /// only aggregates take), not used as a window function.
