@@ -91,6 +91,35 @@ async fn multi_shard_writes_commit_everywhere() {
         assert_eq!(n, 3);
         let n = client.execute("UPDATE t SET v = v + 1", &[]).await.unwrap();
         assert_eq!(n, 33);
+        // RETURNING across shards: every shard's rows, once; the tags summed.
+        let rows = client
+            .query("UPDATE t SET v = v + 1 WHERE v > 0 RETURNING id", &[])
+            .await
+            .unwrap();
+        let mut ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), 33);
+        let msgs = client
+            .simple_query("DELETE FROM t WHERE id >= 100 RETURNING id")
+            .await
+            .unwrap();
+        let deleted = msgs
+            .iter()
+            .filter(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_)))
+            .count();
+        let tag = msgs.iter().find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::CommandComplete(n) => Some(*n),
+            _ => None,
+        });
+        assert_eq!((deleted, tag), (3, Some(3)));
+        client
+            .execute(
+                "INSERT INTO t (id, v, u) VALUES ($1, 1, $1), ($2, 1, $2), ($3, 1, $3)",
+                &[&100i64, &101i64, &102i64],
+            )
+            .await
+            .unwrap();
         // An explicit transaction over several shards, simple COMMIT.
         client.batch_execute("BEGIN").await.unwrap();
         for i in 200..206i64 {
