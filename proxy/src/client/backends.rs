@@ -139,7 +139,7 @@ impl Session {
             b.applied_params = self.params.clone();
             b.unnamed = None;
         }
-        if self.status != TransactionStatus::Idle {
+        if self.in_block() {
             // The client's transaction already runs on other shards: join it here too.
             injected.push_str(self.txn_begin.as_deref().unwrap_or("BEGIN"));
             injected.push(';');
@@ -235,6 +235,7 @@ impl Session {
             }
         }
         self.txn_begin = None;
+        self.forget_writes();
         let message = format!("connection to shard \"{name}\" was lost: {reason}");
         let mut error_sent = self.pipeline.fatal.is_some();
         let entries = self.pipeline.take_all();

@@ -295,6 +295,11 @@ impl Session {
             merge,
             writes: kind.is_some_and(|k| super::two_phase::writes(k, &def.query)),
             commit: kind == Some(StatementKind::Commit),
+            block: match kind {
+                Some(StatementKind::Begin) => Some(true),
+                Some(StatementKind::Commit | StatementKind::Rollback) => Some(false),
+                _ => None,
+            },
         };
         self.parked.remove(&b.portal);
         self.portals.insert(b.portal.clone(), route);
@@ -373,6 +378,16 @@ impl Session {
         }
         if route.commit && self.commit_explicit_extended().await {
             return;
+        }
+        if let Some(open) = route.block {
+            self.block_sent = Some(open);
+        }
+        if route.merge.is_some() && self.pipeline.merging_portal(&e.portal) {
+            return self.extended_error(
+                Kind::Execute,
+                "0A000",
+                "the next part of a portal fetched in parts across shards was requested before the previous part was answered; wait for it",
+            );
         }
         if let Some(mut run) = self.parked.remove(&e.portal) {
             // The next part of a merged portal fetched in parts.

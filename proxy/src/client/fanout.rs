@@ -148,6 +148,7 @@ impl Pipeline {
         match tag {
             b'E' => {
                 self.copy_in = false;
+                self.errored = true;
                 let first = !f.failed && !self.suppress;
                 f.failed = true;
                 if first {
@@ -248,7 +249,7 @@ impl Pipeline {
             if f.hold_ready && kind.ends_with_ready() {
                 let held = super::pipeline::Held {
                     status: f.status.unwrap_or(TransactionStatus::Idle),
-                    ok: !failed,
+                    ok: !failed && !self.errored,
                     tag: f
                         .tag
                         .as_ref()
@@ -258,9 +259,8 @@ impl Pipeline {
                 };
                 self.held = Some(held);
                 self.complete(!failed);
-                if kind == Kind::Sync || kind == Kind::Query {
-                    self.suppress = false;
-                }
+                self.suppress = false;
+                self.errored = false;
                 self.drain_synthetic(out);
                 return Ok(());
             }
@@ -288,7 +288,7 @@ impl Pipeline {
                     self.status = Some(status);
                 }
                 self.complete(!failed);
-                self.after_ready(kind, out);
+                self.after_ready(kind, swallow, out);
                 return Ok(());
             }
             self.complete(!failed);

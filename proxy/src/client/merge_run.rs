@@ -281,6 +281,7 @@ impl Pipeline {
         let mut merge_error = None;
         match tag {
             b'E' => {
+                self.errored = true;
                 let first = !f.failed && forward;
                 f.failed = true;
                 if first {
@@ -328,6 +329,7 @@ impl Pipeline {
             }
         }
         if let Some(e) = merge_error {
+            self.errored = true;
             if forward {
                 encode::error_response(out, "ERROR", e.sqlstate(), &e.to_string());
             }
@@ -374,7 +376,7 @@ impl Pipeline {
                 encode::ready_for_query(out, status);
                 self.status = Some(status);
                 self.complete(!failed);
-                self.after_ready(kind, out);
+                self.after_ready(kind, false, out);
                 return Ok(());
             }
             self.complete(!failed);

@@ -210,6 +210,13 @@ impl Session {
             if single && plan.kind == StatementKind::Commit && self.commit_explicit().await {
                 return;
             }
+            match plan.kind {
+                StatementKind::Begin => self.block_sent = Some(true),
+                StatementKind::Commit | StatementKind::Rollback if single => {
+                    self.block_sent = Some(false)
+                }
+                _ => {}
+            }
             writes = super::two_phase::writes(plan.kind, sql);
             let targets = match self.resolve(&plan, &stmt, sql, !effects.is_empty()) {
                 Ok(t) => t,
@@ -306,6 +313,7 @@ impl Session {
             self.txn_begin = None;
         }
         self.status = status;
+        self.block_sent = None; // the status just set is what the (absent) backends would see
         let mut bytes = BytesMut::new();
         encode::command_complete(&mut bytes, tag);
         encode::ready_for_query(&mut bytes, status);

@@ -80,7 +80,10 @@ impl Owed {
             Owed::Nobody => None,
             Owed::One(s) => Some(*s),
             Owed::Many(f) => match &f.merge {
-                Some(run) if !f.failed => run.wanted().or_else(|| f.pending.front().copied()),
+                Some(run) if !f.failed => run
+                    .wanted()
+                    .filter(|s| f.pending.contains(s))
+                    .or_else(|| f.pending.front().copied()),
                 _ => f.pending.front().copied(),
             },
         }
@@ -93,6 +96,10 @@ impl Owed {
             Owed::One(s) => *s == shard,
             Owed::Many(f) => {
                 f.pending.retain(|s| *s != shard);
+                if f.merge.is_some() {
+                    // A merge cannot go on without one of its streams.
+                    f.failed = true;
+                }
                 f.pending.is_empty()
             }
         }
@@ -211,6 +218,9 @@ pub struct Pipeline {
     /// The answered end of an implicit multi-shard transaction, whose ReadyForQuery waits for
     /// the two-phase commit (`two_phase.rs`).
     pub held: Option<Held>,
+    /// An error was reported since the last ReadyForQuery the client saw: an implicit
+    /// multi-shard transaction ending now must roll back.
+    pub errored: bool,
     /// Shards whose suspended portal must be asked for more rows (shard, portal, row limit):
     /// a merged portal fetched in parts needs them (`merge_run.rs`).
     pub refills: Vec<(usize, String, i32)>,
@@ -247,6 +257,14 @@ impl Pipeline {
     /// The shard whose backend must be read next (the head entry's owner).
     pub fn reader(&self) -> Option<usize> {
         self.queue.front().and_then(|p| p.owed.reader())
+    }
+
+    /// True while a merged portal fetched in parts has an Execute in flight.
+    pub fn merging_portal(&self, portal: &str) -> bool {
+        self.queue.iter().any(|p| match &p.owed {
+            Owed::Many(f) => f.merge.as_ref().is_some_and(|r| r.portal() == Some(portal)),
+            _ => false,
+        })
     }
 
     /// True if any pending entry waits for `shard`.
@@ -309,6 +327,9 @@ impl Pipeline {
                         ..
                     }) = self.queue.pop_front()
                     {
+                        if bytes.first() == Some(&b'E') {
+                            self.errored = true;
+                        }
                         if !self.suppress {
                             out.extend_from_slice(&bytes);
                         }
@@ -420,6 +441,7 @@ impl Pipeline {
             b'E' => {
                 // An error ends copy mode (the server then skips to Sync in the extended protocol).
                 self.copy_in = false;
+                self.errored = true;
                 if !self.suppress {
                     forward_error(
                         &mut self.replace_next_error,
@@ -447,7 +469,7 @@ impl Pipeline {
                 self.copy_in = false;
                 let ok = !std::mem::take(&mut self.error_in_progress);
                 self.complete(ok);
-                self.after_ready(kind, out);
+                self.after_ready(kind, swallow, out);
                 return Ok(());
             }
             b'1' if kind == Kind::Parse => self.finish(frame, forward, out),
@@ -506,9 +528,11 @@ impl Pipeline {
 
     /// After a ReadyForQuery completed an entry: a Sync ends error suppression, and the next
     /// group's synthetic answers may go out.
-    pub(super) fn after_ready(&mut self, kind: Kind, out: &mut BytesMut) {
-        if kind == Kind::Sync || kind == Kind::Query {
+    pub(super) fn after_ready(&mut self, kind: Kind, swallowed: bool, out: &mut BytesMut) {
+        // An injected query (SET, BEGIN) answered in the middle of a group does not end it.
+        if (kind == Kind::Sync || kind == Kind::Query) && !swallowed {
             self.suppress = false;
+            self.errored = false;
         }
         self.drain_synthetic(out);
         self.ready_and_empty = self.queue.is_empty();

@@ -97,6 +97,19 @@ impl Session {
                     ),
                 ));
             }
+            if plan.kind == StatementKind::Write {
+                if let Some(why) = stmt.merge_requirement() {
+                    // FOR UPDATE, or functions that may write: each shard's part must commit
+                    // with the others, which a merged read does not do.
+                    return Err((
+                        "0A000",
+                        format!(
+                            "a query that locks rows or may write on several shards and needs {why} merged across them is not supported ({})",
+                            plan.reason
+                        ),
+                    ));
+                }
+            }
             if plan.kind == StatementKind::Read {
                 if let Some(why) = stmt.merge_requirement() {
                     let Some(local_groups) = stmt.merge_groups_local() else {

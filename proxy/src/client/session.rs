@@ -52,6 +52,8 @@ pub(crate) struct PortalRoute {
     pub writes: bool,
     /// It is a COMMIT.
     pub commit: bool,
+    /// It opens (BEGIN) or ends (COMMIT/ROLLBACK) a transaction block.
+    pub block: Option<bool>,
 }
 
 /// One client's state.
@@ -103,6 +105,9 @@ pub struct Session {
     /// A request holding the end of an implicit multi-shard transaction is in flight: the next
     /// client request waits until it is committed.
     pub(crate) hold_pending: bool,
+    /// A BEGIN (Some(true)) or COMMIT/ROLLBACK (Some(false)) was sent and its answer may not
+    /// have arrived: the transaction state the backends will see (`Session::in_block`).
+    pub(crate) block_sent: Option<bool>,
     pub(crate) cancel: CancelRegistration,
     shutdown: watch::Receiver<bool>,
     shutting_down: bool,
@@ -146,6 +151,7 @@ impl Session {
             group_written: vec![false; shards],
             begun: vec![false; shards],
             hold_pending: false,
+            block_sent: None,
             cancel,
             shutdown,
             shutting_down: false,
@@ -309,11 +315,6 @@ impl Session {
                 encode::flush(&mut b.write_buf);
             }
         }
-        if let Some(run) = self.pipeline.parked.take() {
-            if let Some(portal) = run.portal() {
-                self.parked.insert(portal.to_string(), run);
-            }
-        }
         if self.pipeline.ready_and_empty
             && self.status == TransactionStatus::Idle
             && !self.pinned
@@ -325,6 +326,12 @@ impl Session {
 
     /// Bookkeeping for answered requests and ReadyForQuery statuses.
     fn apply_completed(&mut self) {
+        // (before a ReadyForQuery below may end the portal's transaction and clear it)
+        if let Some(run) = self.pipeline.parked.take() {
+            if let Some(portal) = run.portal() {
+                self.parked.insert(portal.to_string(), run);
+            }
+        }
         let mut done = std::mem::take(&mut self.pipeline.completed);
         for c in done.drain(..) {
             if let Some(stat) = c.stat {
@@ -399,6 +406,9 @@ impl Session {
     /// A ReadyForQuery reached the client: track the status and SET rollback semantics.
     fn on_ready(&mut self, status: TransactionStatus) {
         self.status = status;
+        if self.pipeline.is_empty() {
+            self.block_sent = None;
+        }
         if status == TransactionStatus::Idle {
             let rolled_back = self.pipeline.saw_rollback;
             self.transaction_ended(!rolled_back);

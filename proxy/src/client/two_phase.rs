@@ -18,6 +18,17 @@ use crate::protocol::encode;
 use crate::protocol::frontend::Target;
 use crate::twopc::CommitError;
 
+/// How a COMMIT on several shards went.
+enum CommitPath {
+    /// Not for the proxy to decide: forward the COMMIT as usual.
+    Ordinary,
+    /// An error earlier in the extended group: the COMMIT is skipped, nothing is answered.
+    Skipped,
+    /// Answered: the command tag (COMMIT, or ROLLBACK for an aborted transaction) or the
+    /// error that rolled it back.
+    Done(Result<&'static str, CommitError>),
+}
+
 /// The proxy-wide name of the injected BEGIN's portal (extended protocol).
 const BEGIN_PORTAL: &str = "_sp_begin";
 
@@ -42,7 +53,7 @@ impl Session {
     /// extended-protocol group (up to Sync): once the group wrote on several shards, each of them
     /// gets a BEGIN (after the client's Execute), and the Sync will hold its answer.
     pub(crate) fn note_write(&mut self, shards: &[usize], extended: bool) -> bool {
-        if self.status != TransactionStatus::Idle {
+        if self.in_block() {
             for &s in shards {
                 if let Some(w) = self.txn_written.get_mut(s) {
                     *w = true;
@@ -140,7 +151,7 @@ impl Session {
     /// two-phase commit (the Sync then holds its ReadyForQuery). The group's writes are forgotten.
     pub(crate) fn sync_holds(&mut self) -> bool {
         self.group_written.iter_mut().for_each(|w| *w = false);
-        let hold = self.status == TransactionStatus::Idle && self.begun.iter().any(|b| *b);
+        let hold = !self.in_block() && self.begun.iter().any(|b| *b);
         if hold {
             self.hold_pending = true;
         }
@@ -156,8 +167,8 @@ impl Session {
             // (e.g. a COPY's CommandComplete when the Sync that held was dropped in copy mode).
             encode::flush(&mut b.write_buf);
         }
-        self.flush_backends().await;
         while self.pipeline.held.is_none() {
+            self.flush_backends().await;
             let reader = self.pipeline.reader();
             if reader.is_none() {
                 break;
@@ -184,9 +195,11 @@ impl Session {
             .filter(|&s| self.begun.get(s) == Some(&true) && self.backends.has(s))
             .collect();
         let mut out = BytesMut::new();
-        if held.ok && held.status == TransactionStatus::InBlock {
+        let mut committed = false;
+        if held.ok && held.status == TransactionStatus::InBlock && !self.lost {
             match self.two_phase_commit(&shards).await {
                 Ok(()) => {
+                    committed = true;
                     if let Some(tag) = &held.tag {
                         encode::command_complete(&mut out, tag);
                     }
@@ -202,20 +215,19 @@ impl Session {
             self.cout.extend_from_slice(&out);
         }
         self.status = TransactionStatus::Idle;
-        self.after_direct_commit();
+        self.block_sent = None;
+        self.after_direct_commit(committed);
     }
 
-    /// COMMIT of an explicit transaction (simple Query): with writes on several shards (and not
-    /// aborted), runs the two-phase commit once every earlier answer is in and answers the
-    /// client; returns false when the ordinary one-phase path applies.
+    /// COMMIT of an explicit transaction (simple Query) held on several shards: see
+    /// [`Session::commit_on_shards`]. Returns false when the ordinary path applies.
     pub(crate) async fn commit_explicit(&mut self) -> bool {
-        let Some(result) = self.commit_multi_shard().await else {
-            return false;
-        };
         let mut out = BytesMut::new();
-        match result {
-            Ok(()) => encode::command_complete(&mut out, "COMMIT"),
-            Err(e) => encode::error_fields(&mut out, b'E', &e.fields),
+        match self.commit_on_shards().await {
+            CommitPath::Ordinary => return false,
+            CommitPath::Skipped => {}
+            CommitPath::Done(Ok(tag)) => encode::command_complete(&mut out, tag),
+            CommitPath::Done(Err(e)) => encode::error_fields(&mut out, b'E', &e.fields),
         }
         encode::ready_for_query(&mut out, TransactionStatus::Idle);
         self.push_synthetic(Kind::Query, out.freeze());
@@ -226,13 +238,13 @@ impl Session {
     /// [`Session::commit_explicit`], answering the Execute (the Sync that follows is answered
     /// as usual).
     pub(crate) async fn commit_explicit_extended(&mut self) -> bool {
-        let Some(result) = self.commit_multi_shard().await else {
-            return false;
-        };
         let mut out = BytesMut::new();
-        match result {
-            Ok(()) => encode::command_complete(&mut out, "COMMIT"),
-            Err(e) => {
+        match self.commit_on_shards().await {
+            CommitPath::Ordinary => return false,
+            // An error earlier in this group: the server skips the COMMIT, as must we.
+            CommitPath::Skipped => return true,
+            CommitPath::Done(Ok(tag)) => encode::command_complete(&mut out, tag),
+            CommitPath::Done(Err(e)) => {
                 encode::error_fields(&mut out, b'E', &e.fields);
                 self.skip_until_sync = true;
             }
@@ -241,21 +253,58 @@ impl Session {
         true
     }
 
-    /// The two-phase commit of an explicit transaction that wrote on several shards, after
-    /// every earlier answer is in; None when it does not apply (one written shard, or the
-    /// transaction is aborted: COMMIT then rolls back as usual).
-    async fn commit_multi_shard(&mut self) -> Option<Result<(), CommitError>> {
-        if self.status != TransactionStatus::InBlock
-            || self.txn_written.iter().filter(|w| **w).count() < 2
-        {
-            return None;
+    /// COMMIT of a transaction block that holds backends on several shards. Once every earlier
+    /// answer is in: an error earlier in the current extended group means the COMMIT is
+    /// skipped; a lost backend or an aborted transaction (any shard failed) rolls back every
+    /// shard and reports ROLLBACK, as PostgreSQL does for COMMIT of an aborted transaction;
+    /// writes on several shards commit with two phases; otherwise the ordinary one-phase COMMIT
+    /// goes to the shards.
+    async fn commit_on_shards(&mut self) -> CommitPath {
+        if !self.in_block() || (self.backends.shards().len() < 2 && !self.lost) {
+            return CommitPath::Ordinary;
         }
+        self.drain_pipeline().await;
+        if self.pipeline.suppress || self.skip_until_sync {
+            return CommitPath::Skipped;
+        }
+        let failed = self
+            .backends
+            .iter_mut()
+            .any(|(_, b)| b.status == TransactionStatus::Failed);
+        let result = if self.lost || failed || self.status == TransactionStatus::Failed {
+            let attached = self.backends.shards();
+            self.rollback_on(&attached).await;
+            self.lost = false;
+            self.lost_in_transaction = None;
+            Ok("ROLLBACK")
+        } else if self.txn_written.iter().filter(|w| **w).count() >= 2 {
+            let shards: Vec<usize> = (0..self.txn_written.len())
+                .filter(|&s| self.txn_written.get(s) == Some(&true) && self.backends.has(s))
+                .collect();
+            self.two_phase_commit(&shards).await.map(|()| "COMMIT")
+        } else {
+            return CommitPath::Ordinary;
+        };
+        let committed = matches!(result, Ok("COMMIT"));
+        self.end_transaction_bookkeeping();
+        self.status = TransactionStatus::Idle;
+        self.block_sent = None;
+        self.txn_begin = None;
+        self.after_direct_commit(committed);
+        CommitPath::Done(result)
+    }
+
+    /// Sends every queued byte (with a Flush, so that extended-protocol answers come without a
+    /// Sync) and reads answers until nothing is owed.
+    async fn drain_pipeline(&mut self) {
         for (_, b) in self.backends.iter_mut() {
-            // Answers to extended-protocol messages without a Sync come only after a Flush.
             encode::flush(&mut b.write_buf);
         }
-        self.flush_backends().await;
-        while let Some(reader) = self.pipeline.reader() {
+        loop {
+            self.flush_backends().await;
+            let Some(reader) = self.pipeline.reader() else {
+                break;
+            };
             let (shard, r) = read_backend(&mut self.backends, Some(reader)).await;
             match r {
                 Ok(0) => self.backend_lost(shard, "the server closed the connection"),
@@ -263,18 +312,6 @@ impl Session {
                 Err(e) => self.backend_lost(shard, &e.to_string()),
             }
         }
-        if self.status != TransactionStatus::InBlock || self.lost {
-            return None;
-        }
-        let shards: Vec<usize> = (0..self.txn_written.len())
-            .filter(|&s| self.txn_written.get(s) == Some(&true) && self.backends.has(s))
-            .collect();
-        let result = self.two_phase_commit(&shards).await;
-        self.end_transaction_bookkeeping();
-        self.status = TransactionStatus::Idle;
-        self.txn_begin = None;
-        self.after_direct_commit();
-        Some(result)
     }
 
     /// The two-phase commit over `participants`; the session's other attached shards (which
@@ -343,6 +380,20 @@ impl Session {
         }
     }
 
+    /// True while a transaction block is open as the backends will see it: a BEGIN sent (or
+    /// a COMMIT/ROLLBACK sent) counts before its answer arrives.
+    pub(crate) fn in_block(&self) -> bool {
+        match self.block_sent {
+            Some(open) => open,
+            None => self.status != TransactionStatus::Idle,
+        }
+    }
+
+    /// Forgets every shard the transaction wrote (after the transaction was lost).
+    pub(crate) fn forget_writes(&mut self) {
+        self.end_transaction_bookkeeping();
+    }
+
     fn end_transaction_bookkeeping(&mut self) {
         self.txn_written.iter_mut().for_each(|w| *w = false);
         self.group_written.iter_mut().for_each(|w| *w = false);
@@ -355,9 +406,9 @@ impl Session {
     }
 
     /// After a commit the proxy ran itself: the backends are idle, so they go back to their
-    /// pools as after any transaction (unless pinned).
-    fn after_direct_commit(&mut self) {
-        self.transaction_ended(true);
+    /// pools as after any transaction (unless pinned); SETs made in it stay only if it committed.
+    fn after_direct_commit(&mut self, committed: bool) {
+        self.transaction_ended(committed);
         if self.pipeline.is_empty() && !self.pinned && !self.backends.is_empty() {
             self.release_backends();
         }
