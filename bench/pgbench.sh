@@ -13,74 +13,38 @@ TARGETS="${TARGETS:-direct proxy pgbouncer}"
 WARMUP="${WARMUP:-2}"
 KEEP_TMP="${KEEP_TMP:-0}"
 
-BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-REPO_DIR="$(cd "$BENCH_DIR/.." && pwd)"
-OUT_DIR="${OUT_DIR:-$BENCH_DIR/results/$(date +%Y%m%d-%H%M%S)}"
-# SHARDPROXY_BIN: benchmark an already built binary instead of building target/release/shardproxy.
-PROXY_BIN="${SHARDPROXY_BIN:-$REPO_DIR/target/release/shardproxy}"
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+init_paths ""
 
 TMP=""
-PG_DATA=""
+SERVERS=() # the data directory of the PostgreSQL server, once started
 PROXY_PID=""
 PGB_PID=""
 CLK_TCK="$(getconf CLK_TCK)"
 BENCH_TAG=bench
-# shellcheck source=bench/lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 stop_all() {
     set +e
-    if [[ -n "$PROXY_PID" ]] && kill -0 "$PROXY_PID" 2>/dev/null; then
-        kill -TERM "$PROXY_PID" 2>/dev/null
-        for _ in $(seq 50); do kill -0 "$PROXY_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$PROXY_PID" 2>/dev/null
-        wait "$PROXY_PID" 2>/dev/null
-    fi
-    if [[ -n "$PGB_PID" ]] && kill -0 "$PGB_PID" 2>/dev/null; then
-        kill -TERM "$PGB_PID" 2>/dev/null
-        for _ in $(seq 50); do kill -0 "$PGB_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$PGB_PID" 2>/dev/null
-    fi
-    if [[ -n "$PG_DATA" && -f "$PG_DATA/postmaster.pid" ]]; then
-        as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w stop >/dev/null 2>&1
-    fi
-    if [[ -n "$TMP" && -d "$TMP" ]]; then
-        if [[ "$KEEP_TMP" == 1 ]]; then log "kept temp dir $TMP"; else rm -rf "$TMP"; fi
-    fi
+    [[ -n "$PROXY_PID" ]] && stop_process "$PROXY_PID"
+    # PgBouncer daemonizes: it is no child of ours, so stop_process cannot reap it (and need not).
+    [[ -n "$PGB_PID" ]] && stop_process "$PGB_PID"
+    stop_servers
+    remove_tmp
 }
-trap stop_all EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap_exit stop_all
 
 # ---------------------------------------------------------------- parameters
-for v in DURATION ROUNDS SCALE WARMUP; do
-    [[ "${!v}" =~ ^[0-9]+$ ]] || die "$v must be a non-negative integer, got '${!v}'"
-done
-is_positive_int "$DURATION" || die "DURATION must be at least 1"
-is_positive_int "$ROUNDS" || die "ROUNDS must be at least 1"
-is_positive_int "$SCALE" || die "SCALE must be at least 1"
-for c in $CLIENTS; do is_positive_int "$c" || die "CLIENTS must be positive integers, got '$c'"; done
-for m in $MODES; do
-    has_word "$m" "simple extended prepared" || die "unknown mode '$m' in MODES (simple extended prepared)"
-done
-for t in $TARGETS; do
-    has_word "$t" "direct proxy pgbouncer" || die "unknown target '$t' in TARGETS (direct proxy pgbouncer)"
-done
+require_counts DURATION ROUNDS SCALE WARMUP
+require_positive DURATION ROUNDS SCALE
+require_positive_list CLIENTS
+require_known MODES mode "simple extended prepared"
+require_known TARGETS target "direct proxy pgbouncer"
 [[ -n "${CLIENTS// /}" && -n "${MODES// /}" && -n "${TARGETS// /}" ]] ||
     die "CLIENTS, MODES and TARGETS must not be empty"
 
-if [[ "$(id -u)" -eq 0 ]] && ! id postgres >/dev/null 2>&1; then
-    die "running as root needs a 'postgres' OS user to run the servers (apt-get install -y postgresql creates it)"
-fi
-
-PG_BIN="$(find_pg_bin)"
-for b in initdb pg_ctl postgres; do
-    [[ -x "$PG_BIN/$b" ]] || die "$PG_BIN/$b is missing; install the PostgreSQL server package"
-done
-PGBENCH="$PG_BIN/pgbench"
-[[ -x "$PGBENCH" ]] || PGBENCH="$(command -v pgbench)" || die "pgbench not found; apt-get install -y postgresql-contrib"
-PSQL="$PG_BIN/psql"
-[[ -x "$PSQL" ]] || PSQL="$(command -v psql)" || die "psql not found; install the PostgreSQL client package"
+require_pg_user
+find_pg_tools
 
 # Targets actually run; pgbouncer drops out (reported as skipped) when it is not installed.
 RUN_TARGETS=""
@@ -96,44 +60,21 @@ done
 RUN_TARGETS="${RUN_TARGETS# }"
 
 # ---------------------------------------------------------------- build
-if has_word proxy "$RUN_TARGETS" && [[ -z "${SHARDPROXY_BIN:-}" ]]; then
-    log "building shardproxy (cargo build --release -p shardproxy)"
-    (cd "$REPO_DIR" && cargo build --release -p shardproxy) ||
-        die "cargo build --release -p shardproxy failed; fix the build or run with TARGETS='direct pgbouncer'"
-fi
 if has_word proxy "$RUN_TARGETS"; then
-    [[ -x "$PROXY_BIN" ]] || die "$PROXY_BIN does not exist or is not executable"
+    build_proxy "run with TARGETS='direct pgbouncer'"
 fi
 
 # ---------------------------------------------------------------- PostgreSQL
-TMP="$(mktemp -d /tmp/shardproxy-bench.XXXXXX)"
-chmod 755 "$TMP"
-[[ "$(id -u)" -eq 0 ]] && chown postgres: "$TMP"
-mkdir -p "$TMP/pgbench" "$OUT_DIR"
+make_tmp bench
+mkdir -p "$TMP/pgbench"
 read -r PG_PORT PROXY_PORT ADMIN_PORT PGB_PORT <<<"$(free_ports 4)"
-PG_DATA="$TMP/pgdata"
+PGCONN=(-h 127.0.0.1 -U postgres)
+SERVER_CONF="max_connections = 200
+fsync = off"
 
 log "starting PostgreSQL ($("$PG_BIN/postgres" --version)) on 127.0.0.1:$PG_PORT in $TMP"
-as_pg "$PG_BIN/initdb" -D "$PG_DATA" -U postgres -A trust -E UTF8 --no-sync >"$TMP/initdb.log" 2>&1 ||
-    {
-        cat "$TMP/initdb.log" >&2
-        die "initdb failed"
-    }
-cat >>"$PG_DATA/postgresql.conf" <<EOF
-port = $PG_PORT
-listen_addresses = '127.0.0.1'
-unix_socket_directories = '$TMP'
-max_connections = 200
-fsync = off
-EOF
-as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$TMP/postgres.log" -w -t 60 start >/dev/null ||
-    {
-        tail -n 20 "$TMP/postgres.log" >&2
-        die "PostgreSQL did not start"
-    }
-
-PGCONN=(-h 127.0.0.1 -U postgres)
-"$PSQL" "${PGCONN[@]}" -p "$PG_PORT" -d postgres -qAtc 'CREATE DATABASE bench' >/dev/null
+# No name: the one server's files are $TMP/pgdata, $TMP/initdb.log and $TMP/postgres.log.
+start_postgres "" "$PG_PORT" "$SERVER_CONF"
 log "pgbench -i -s $SCALE bench"
 "$PGBENCH" "${PGCONN[@]}" -p "$PG_PORT" -i -q -s "$SCALE" bench >"$TMP/pgbench-init.log" 2>&1 ||
     {
@@ -144,32 +85,19 @@ log "pgbench -i -s $SCALE bench"
 # ---------------------------------------------------------------- shardproxy
 start_proxy() {
     mkdir -p "$TMP/state"
-    cat >"$TMP/shardproxy.toml" <<EOF
-[proxy]
-listen = "127.0.0.1:$PROXY_PORT"
-admin_listen = "127.0.0.1:$ADMIN_PORT"
-state_dir = "$TMP/state"
-
-[auth]
-method = "trust"
-
-[pool]
-size = 8
-mode = "transaction"
+    {
+        proxy_config "$PROXY_PORT" "$ADMIN_PORT" "$TMP/state" 8
+        cat <<EOF
 
 [[shards]]
 name = "s0"
 url = "postgres://postgres@127.0.0.1:$PG_PORT/bench"
 EOF
+    } >"$TMP/shardproxy.toml"
     log "starting shardproxy on 127.0.0.1:$PROXY_PORT"
-    RUST_LOG="${RUST_LOG:-warn}" "$PROXY_BIN" run -c "$TMP/shardproxy.toml" >"$TMP/proxy.log" 2>&1 &
-    PROXY_PID=$!
-    local i
-    for i in $(seq 100); do
-        port_open "$PROXY_PORT" && return 0
-        kill -0 "$PROXY_PID" 2>/dev/null || break
-        sleep 0.1
-    done
+    run_proxy "$TMP/shardproxy.toml" "$TMP/proxy.log"
+    PROXY_PID="$LAST_PID"
+    wait_listening "$PROXY_PORT" "$PROXY_PID" && return 0
     tail -n 20 "$TMP/proxy.log" >&2
     if kill -0 "$PROXY_PID" 2>/dev/null; then
         die "shardproxy ($PROXY_BIN run -c ...) did not start listening on 127.0.0.1:$PROXY_PORT within 10 s (log above); run with TARGETS='direct pgbouncer' to benchmark without it"
@@ -256,12 +184,10 @@ run_pgbench() {
     [[ -n "$pid" ]] && after="$(cpu_ticks "$pid" 2>/dev/null || true)"
 
     local tps lat tx cpu=""
-    tps="$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$logfile" | head -n 1)"
-    lat="$(sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' "$logfile" | head -n 1)"
-    tx="$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$logfile" | head -n 1)"
-    if [[ -n "$before" && -n "$after" ]]; then
-        cpu="$(awk -v a="$after" -v b="$before" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", (a - b) / hz }')"
-    fi
+    tps="$(pgbench_value "$logfile" tps)"
+    lat="$(pgbench_value "$logfile" latency)"
+    tx="$(pgbench_value "$logfile" transactions)"
+    if [[ -n "$before" && -n "$after" ]]; then cpu="$(cpu_seconds "$before" "$after")"; fi
     if ((rc != 0)) || [[ -z "$tps" || -z "$lat" || -z "${tx:-}" || "${tx:-0}" -eq 0 ]]; then
         echo "failed - - - -"
     else
@@ -277,15 +203,6 @@ ensure_alive() {
     kill -0 "$pid" 2>/dev/null && return 0
     tail -n 20 "$TMP/$1.log" >&2 2>/dev/null || true
     die "$1 (pid $pid) is no longer running (its log: $TMP/$1.log, kept when KEEP_TMP=1)"
-}
-
-# Rotate the target order each round so no target always runs first.
-targets_for_round() {
-    local r="$1" arr
-    read -r -a arr <<<"$RUN_TARGETS"
-    local n=${#arr[@]} i out=()
-    for ((i = 0; i < n; i++)); do out+=("${arr[$(((i + r) % n))]}"); done
-    echo "${out[*]}"
 }
 
 if ((WARMUP > 0)); then
@@ -312,14 +229,14 @@ n=0
 for round in $(seq "$ROUNDS"); do
     for mode in $MODES; do
         for clients in $CLIENTS; do
-            for target in $(targets_for_round "$round"); do
+            for target in $(rotate_words "$round" "$RUN_TARGETS"); do
                 n=$((n + 1))
                 ensure_alive "$target"
                 logfile="$TMP/pgbench/r$round-$mode-c$clients-$target.log"
                 read -r st tps lat tx cpu <<<"$(run_pgbench "$target" "$mode" "$clients" "$DURATION" "$logfile")"
                 cpu_us="-"
                 if [[ "$st" == ok && "$cpu" != "-" ]]; then
-                    cpu_us="$(awk -v c="$cpu" -v t="$tx" 'BEGIN { printf "%.2f", c * 1e6 / t }')"
+                    cpu_us="$(us_per_tx "$cpu" "$tx")"
                 fi
                 if [[ "$st" == ok ]]; then
                     msg="tps=${tps%.*} latency=${lat}ms"
@@ -327,7 +244,7 @@ for round in $(seq "$ROUNDS"); do
                     log "[$n/$total] round $round $mode c=$clients $target: $msg"
                 else
                     log "[$n/$total] round $round $mode c=$clients $target: FAILED; pgbench said:"
-                    grep -Ei 'error|abort|fatal' "$logfile" | head -n 3 | sed 's/^/    /' >&2 || tail -n 3 "$logfile" >&2
+                    show_pgbench_error "$logfile"
                 fi
                 row="$round,$mode,$clients,$target,$st,$tps,$lat,$tx,$cpu,$cpu_us"
                 # "-" marks a missing value; the CSV leaves it empty.

@@ -14,11 +14,9 @@ MODES="${MODES:-simple prepared}"
 WARMUP="${WARMUP:-2}"
 KEEP_TMP="${KEEP_TMP:-0}"
 
-BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-REPO_DIR="$(cd "$BENCH_DIR/.." && pwd)"
-OUT_DIR="${OUT_DIR:-$BENCH_DIR/results/routed-$(date +%Y%m%d-%H%M%S)}"
-# SHARDPROXY_BIN: benchmark an already built binary instead of building target/release/shardproxy.
-PROXY_BIN="${SHARDPROXY_BIN:-$REPO_DIR/target/release/shardproxy}"
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+init_paths routed-
 TARGETS="direct unsharded sharded"
 
 TMP=""
@@ -28,101 +26,42 @@ UNSHARDED_PID=""
 SHARDED_PID=""
 CLK_TCK="$(getconf CLK_TCK)"
 BENCH_TAG=routed
-# shellcheck source=bench/lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 stop_all() {
     set +e
-    local pid d
-    for pid in "${PROXY_PIDS[@]}"; do
-        kill -0 "$pid" 2>/dev/null || continue
-        kill -TERM "$pid" 2>/dev/null
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null
-        wait "$pid" 2>/dev/null
-    done
-    for d in "${SERVERS[@]}"; do
-        [[ -f "$d/postmaster.pid" ]] && as_pg "$PG_BIN/pg_ctl" -D "$d" -m fast -w stop >/dev/null 2>&1
-    done
-    if [[ -n "$TMP" && -d "$TMP" ]]; then
-        if [[ "$KEEP_TMP" == 1 ]]; then log "kept temp dir $TMP"; else rm -rf "$TMP"; fi
-    fi
+    local pid
+    for pid in "${PROXY_PIDS[@]}"; do stop_process "$pid"; done
+    stop_servers
+    remove_tmp
 }
-trap stop_all EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap_exit stop_all
 
 # ---------------------------------------------------------------- parameters
-for v in DURATION ROUNDS SCALE WARMUP; do
-    [[ "${!v}" =~ ^[0-9]+$ ]] || die "$v must be a non-negative integer, got '${!v}'"
-done
-is_positive_int "$DURATION" || die "DURATION must be at least 1"
-is_positive_int "$ROUNDS" || die "ROUNDS must be at least 1"
-is_positive_int "$SCALE" || die "SCALE must be at least 1"
-for c in $CLIENTS; do is_positive_int "$c" || die "CLIENTS must be positive integers, got '$c'"; done
-for m in $MODES; do
-    has_word "$m" "simple extended prepared" || die "unknown mode '$m' in MODES (simple extended prepared)"
-done
+require_counts DURATION ROUNDS SCALE WARMUP
+require_positive DURATION ROUNDS SCALE
+require_positive_list CLIENTS
+require_known MODES mode "simple extended prepared"
 [[ -n "${CLIENTS// /}" && -n "${MODES// /}" ]] || die "CLIENTS and MODES must not be empty"
 command -v python3 >/dev/null 2>&1 || die "python3 is needed (free ports, row generator)"
-if [[ "$(id -u)" -eq 0 ]] && ! id postgres >/dev/null 2>&1; then
-    die "running as root needs a 'postgres' OS user to run the servers (apt-get install -y postgresql creates it)"
-fi
-
-PG_BIN="$(find_pg_bin)"
-for b in initdb pg_ctl postgres; do
-    [[ -x "$PG_BIN/$b" ]] || die "$PG_BIN/$b is missing; install the PostgreSQL server package"
-done
-PGBENCH="$PG_BIN/pgbench"
-[[ -x "$PGBENCH" ]] || PGBENCH="$(command -v pgbench)" || die "pgbench not found; apt-get install -y postgresql-contrib"
-PSQL="$PG_BIN/psql"
-[[ -x "$PSQL" ]] || PSQL="$(command -v psql)" || die "psql not found; install the PostgreSQL client package"
+require_pg_user
+find_pg_tools
 
 # ---------------------------------------------------------------- build
-if [[ -z "${SHARDPROXY_BIN:-}" ]]; then
-    log "building shardproxy (cargo build --release -p shardproxy)"
-    (cd "$REPO_DIR" && cargo build --release -p shardproxy) ||
-        die "cargo build --release -p shardproxy failed; fix the build or set SHARDPROXY_BIN"
-fi
-[[ -x "$PROXY_BIN" ]] || die "$PROXY_BIN does not exist or is not executable"
+build_proxy "set SHARDPROXY_BIN"
 
 # ---------------------------------------------------------------- PostgreSQL A, B, C
-TMP="$(mktemp -d /tmp/shardproxy-routed.XXXXXX)"
-chmod 755 "$TMP"
-[[ "$(id -u)" -eq 0 ]] && chown postgres: "$TMP"
-mkdir -p "$TMP/pgbench" "$OUT_DIR"
+make_tmp routed
+mkdir -p "$TMP/pgbench"
 read -r PORT_A PORT_B PORT_C PORT_UNSHARDED PORT_SHARDED ADMIN_U ADMIN_S <<<"$(free_ports 7)"
 PGCONN=(-h 127.0.0.1 -U postgres)
-
-# start_server NAME PORT: initdb + start, as in bench/pgbench.sh.
-start_server() {
-    local name="$1" port="$2" data="$TMP/pg-$1"
-    as_pg "$PG_BIN/initdb" -D "$data" -U postgres -A trust -E UTF8 --no-sync >"$TMP/initdb-$name.log" 2>&1 ||
-        {
-            cat "$TMP/initdb-$name.log" >&2
-            die "initdb of server $name failed"
-        }
-    cat >>"$data/postgresql.conf" <<EOF
-port = $port
-listen_addresses = '127.0.0.1'
-unix_socket_directories = '$TMP'
-max_connections = 200
+SERVER_CONF="max_connections = 200
 max_prepared_transactions = 100
-fsync = off
-EOF
-    SERVERS+=("$data")
-    as_pg "$PG_BIN/pg_ctl" -D "$data" -l "$TMP/postgres-$name.log" -w -t 60 start >/dev/null ||
-        {
-            tail -n 20 "$TMP/postgres-$name.log" >&2
-            die "PostgreSQL server $name did not start"
-        }
-    "$PSQL" "${PGCONN[@]}" -p "$port" -d postgres -qAtc 'CREATE DATABASE bench' >/dev/null
-}
+fsync = off"
 
 log "starting PostgreSQL ($("$PG_BIN/postgres" --version)): A on $PORT_A (unsharded), B on $PORT_B and C on $PORT_C (shards)"
-start_server A "$PORT_A"
-start_server B "$PORT_B"
-start_server C "$PORT_C"
+start_postgres A "$PORT_A" "$SERVER_CONF"
+start_postgres B "$PORT_B" "$SERVER_CONF"
+start_postgres C "$PORT_C" "$SERVER_CONF"
 
 log "A: pgbench -i -s $SCALE"
 "$PGBENCH" "${PGCONN[@]}" -p "$PORT_A" -i -q -s "$SCALE" bench >"$TMP/init-A.log" 2>&1 ||
@@ -137,7 +76,7 @@ for p in "$PORT_B" "$PORT_C"; do
             cat "$TMP/init-$p.log" >&2
             die "pgbench -i -I dt on port $p failed"
         }
-    "$PSQL" "${PGCONN[@]}" -p "$p" -d bench -qAt -v ON_ERROR_STOP=1 >/dev/null <<EOF
+    psql_bench "$p" >/dev/null <<EOF
 INSERT INTO pgbench_branches (bid, bbalance) SELECT b, 0 FROM generate_series(1, $SCALE) b;
 INSERT INTO pgbench_tellers (tid, bid, tbalance) SELECT t, (t - 1) / 10 + 1, 0 FROM generate_series(1, 10 * $SCALE) t;
 EOF
@@ -146,38 +85,17 @@ done
 # ---------------------------------------------------------------- shardproxy x2
 # start_proxy NAME PORT: runs the proxy with $TMP/NAME.toml; sets LAST_PID.
 start_proxy() {
-    local name="$1" port="$2" i
+    local name="$1" port="$2"
     mkdir -p "$TMP/state-$name"
-    RUST_LOG="${RUST_LOG:-warn}" "$PROXY_BIN" run -c "$TMP/$name.toml" >"$TMP/proxy-$name.log" 2>&1 &
-    LAST_PID=$!
+    run_proxy "$TMP/$name.toml" "$TMP/proxy-$name.log"
     PROXY_PIDS+=("$LAST_PID")
-    for i in $(seq 100); do
-        port_open "$port" && return 0
-        kill -0 "$LAST_PID" 2>/dev/null || break
-        sleep 0.1
-    done
+    wait_listening "$port" "$LAST_PID" && return 0
     tail -n 20 "$TMP/proxy-$name.log" >&2
     die "shardproxy ($name) did not start listening on 127.0.0.1:$port (log above)"
 }
 
-common_config() {
-    cat <<EOF
-[proxy]
-listen = "127.0.0.1:$1"
-admin_listen = "127.0.0.1:$2"
-state_dir = "$TMP/state-$3"
-
-[auth]
-method = "trust"
-
-[pool]
-size = 8
-mode = "transaction"
-EOF
-}
-
 {
-    common_config "$PORT_UNSHARDED" "$ADMIN_U" unsharded
+    proxy_config "$PORT_UNSHARDED" "$ADMIN_U" "$TMP/state-unsharded" 8
     cat <<EOF
 
 [[shards]]
@@ -187,7 +105,7 @@ EOF
 } >"$TMP/unsharded.toml"
 
 {
-    common_config "$PORT_SHARDED" "$ADMIN_S" sharded
+    proxy_config "$PORT_SHARDED" "$ADMIN_S" "$TMP/state-sharded" 8
     cat <<EOF
 
 [[shards]]
@@ -225,8 +143,7 @@ n = int(sys.argv[1])
 for aid in range(1, n + 1):
     out.write(f"{aid}\t{(aid - 1) // 100000 + 1}\t0\t\n")
 EOF
-    "$PSQL" "${PGCONN[@]}" -p "$PORT_SHARDED" -d bench -qAt -v ON_ERROR_STOP=1 \
-        -c '\copy pgbench_accounts (aid, bid, abalance, filler) from pstdin' >"$TMP/load.log" 2>&1 ||
+    psql_bench "$PORT_SHARDED" -c '\copy pgbench_accounts (aid, bid, abalance, filler) from pstdin' >"$TMP/load.log" 2>&1 ||
     {
         cat "$TMP/load.log" >&2
         die "COPY through the sharded proxy failed"
@@ -272,11 +189,9 @@ run_pgbench() {
         -T "$duration" bench >"$logfile" 2>&1 || rc=$?
     [[ -n "$pid" ]] && after="$(cpu_ticks "$pid" 2>/dev/null || true)"
     local tps tx cpu="-"
-    tps="$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$logfile" | head -n 1)"
-    tx="$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$logfile" | head -n 1)"
-    if [[ -n "$before" && -n "$after" ]]; then
-        cpu="$(awk -v a="$after" -v b="$before" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", (a - b) / hz }')"
-    fi
+    tps="$(pgbench_value "$logfile" tps)"
+    tx="$(pgbench_value "$logfile" transactions)"
+    if [[ -n "$before" && -n "$after" ]]; then cpu="$(cpu_seconds "$before" "$after")"; fi
     if ((rc != 0)) || [[ -z "$tps" || -z "${tx:-}" || "${tx:-0}" -eq 0 ]]; then
         echo "failed - - -"
     else
@@ -293,14 +208,6 @@ ensure_alive() {
     die "the $1 proxy (pid $pid) is no longer running"
 }
 
-# The order of the targets rotates from round to round.
-targets_for_round() {
-    local r="$1" arr n i out=()
-    read -r -a arr <<<"$TARGETS"
-    n=${#arr[@]}
-    for ((i = 0; i < n; i++)); do out+=("${arr[$(((i + r) % n))]}"); done
-    echo "${out[*]}"
-}
 
 if ((WARMUP > 0)); then
     for t in $TARGETS; do
@@ -320,19 +227,19 @@ echo "round,mode,clients,target,status,tps,transactions,cpu_seconds,cpu_us_per_t
 for round in $(seq "$ROUNDS"); do
     for mode in $MODES; do
         for clients in $CLIENTS; do
-            for target in $(targets_for_round "$round"); do
+            for target in $(rotate_words "$round" "$TARGETS"); do
                 ensure_alive "$target"
                 logfile="$TMP/pgbench/r$round-$mode-c$clients-$target.log"
                 read -r st tps tx cpu <<<"$(run_pgbench "$target" "$mode" "$clients" "$DURATION" "$logfile")"
                 cpu_us="-"
                 if [[ "$st" == ok && "$cpu" != "-" ]]; then
-                    cpu_us="$(awk -v c="$cpu" -v t="$tx" 'BEGIN { printf "%.2f", c * 1e6 / t }')"
+                    cpu_us="$(us_per_tx "$cpu" "$tx")"
                 fi
                 if [[ "$st" == ok ]]; then
                     log "round $round $mode c=$clients $target: tps=${tps%.*} cpu=${cpu_us}us/tx"
                 else
                     log "round $round $mode c=$clients $target: FAILED; pgbench said:"
-                    grep -Ei 'error|abort|fatal' "$logfile" | head -n 3 | sed 's/^/    /' >&2 || tail -n 3 "$logfile" >&2
+                    show_pgbench_error "$logfile"
                 fi
                 echo "$round,$mode,$clients,$target,$st,${tps//-/},${tx//-/},${cpu//-/},${cpu_us//-/}" >>"$RUNS_CSV"
             done

@@ -16,39 +16,23 @@ REPEAT="${REPEAT:-3}"
 DURATION="${DURATION:-10}"
 KEEP_TMP="${KEEP_TMP:-0}"
 
-BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-REPO_DIR="$(cd "$BENCH_DIR/.." && pwd)"
-OUT_DIR="${OUT_DIR:-$BENCH_DIR/results/scatter-$(date +%Y%m%d-%H%M%S)}"
-# SHARDPROXY_BIN: benchmark an already built binary instead of building target/release/shardproxy.
-PROXY_BIN="${SHARDPROXY_BIN:-$REPO_DIR/target/release/shardproxy}"
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+init_paths scatter-
 
 TMP=""
 SERVERS=() # data directories of the PostgreSQL servers started
 PORTS=()   # their ports, shard order
 PROXY_PID=""
 BENCH_TAG=scatter
-# shellcheck source=bench/lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 stop_all() {
     set +e
-    local d
-    if [[ -n "$PROXY_PID" ]] && kill -0 "$PROXY_PID" 2>/dev/null; then
-        kill -TERM "$PROXY_PID" 2>/dev/null
-        for _ in $(seq 50); do kill -0 "$PROXY_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$PROXY_PID" 2>/dev/null
-        wait "$PROXY_PID" 2>/dev/null
-    fi
-    for d in "${SERVERS[@]}"; do
-        [[ -f "$d/postmaster.pid" ]] && as_pg "$PG_BIN/pg_ctl" -D "$d" -m fast -w stop >/dev/null 2>&1
-    done
-    if [[ -n "$TMP" && -d "$TMP" ]]; then
-        if [[ "$KEEP_TMP" == 1 ]]; then log "kept temp dir $TMP"; else rm -rf "$TMP"; fi
-    fi
+    [[ -n "$PROXY_PID" ]] && stop_process "$PROXY_PID"
+    stop_servers
+    remove_tmp
 }
-trap stop_all EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap_exit stop_all
 
 # ---------------------------------------------------------------- parameters
 for v in ROWS SHARDS REPEAT DURATION; do
@@ -56,84 +40,33 @@ for v in ROWS SHARDS REPEAT DURATION; do
 done
 ((SHARDS >= 2)) || die "SHARDS must be at least 2 (a scatter needs several shards)"
 command -v python3 >/dev/null 2>&1 || die "python3 is needed (free ports, row generator)"
-if [[ "$(id -u)" -eq 0 ]] && ! id postgres >/dev/null 2>&1; then
-    die "running as root needs a 'postgres' OS user to run the servers (apt-get install -y postgresql creates it)"
-fi
-
-PG_BIN="$(find_pg_bin)"
-for b in initdb pg_ctl postgres; do
-    [[ -x "$PG_BIN/$b" ]] || die "$PG_BIN/$b is missing; install the PostgreSQL server package"
-done
-PGBENCH="$PG_BIN/pgbench"
-[[ -x "$PGBENCH" ]] || PGBENCH="$(command -v pgbench)" || die "pgbench not found; apt-get install -y postgresql-contrib"
-PSQL="$PG_BIN/psql"
-[[ -x "$PSQL" ]] || PSQL="$(command -v psql)" || die "psql not found; install the PostgreSQL client package"
+require_pg_user
+find_pg_tools
 
 # ---------------------------------------------------------------- build
-if [[ -z "${SHARDPROXY_BIN:-}" ]]; then
-    log "building shardproxy (cargo build --release -p shardproxy)"
-    (cd "$REPO_DIR" && cargo build --release -p shardproxy) ||
-        die "cargo build --release -p shardproxy failed; fix the build or set SHARDPROXY_BIN"
-fi
-[[ -x "$PROXY_BIN" ]] || die "$PROXY_BIN does not exist or is not executable"
+build_proxy "set SHARDPROXY_BIN"
 
 # ---------------------------------------------------------------- PostgreSQL x SHARDS
-TMP="$(mktemp -d /tmp/shardproxy-scatter.XXXXXX)"
-chmod 755 "$TMP"
-[[ "$(id -u)" -eq 0 ]] && chown postgres: "$TMP"
-mkdir -p "$OUT_DIR"
+make_tmp scatter
 read -r -a ALL_PORTS <<<"$(free_ports $((SHARDS + 2)))"
 PORTS=("${ALL_PORTS[@]:0:SHARDS}")
 PROXY_PORT="${ALL_PORTS[SHARDS]}"
 ADMIN_PORT="${ALL_PORTS[SHARDS + 1]}"
 PGCONN=(-h 127.0.0.1 -U postgres)
 
-# start_server NAME PORT: initdb + start, as in bench/routed.sh. Parallel query is off so that a
-# shard's count(*) is one process: with SHARDS servers on few cores, parallel workers would only
-# compete with the other shards.
-start_server() {
-    local name="$1" port="$2" data="$TMP/pg-$1"
-    as_pg "$PG_BIN/initdb" -D "$data" -U postgres -A trust -E UTF8 --locale=C --no-sync >"$TMP/initdb-$name.log" 2>&1 ||
-        {
-            cat "$TMP/initdb-$name.log" >&2
-            die "initdb of server $name failed"
-        }
-    cat >>"$data/postgresql.conf" <<EOF
-port = $port
-listen_addresses = '127.0.0.1'
-unix_socket_directories = '$TMP'
-max_connections = 100
+# Parallel query is off so that a shard's count(*) is one process: with SHARDS servers on few
+# cores, parallel workers would only compete with the other shards.
+SERVER_CONF="max_connections = 100
 max_prepared_transactions = 20
 fsync = off
-max_parallel_workers_per_gather = 0
-EOF
-    SERVERS+=("$data")
-    as_pg "$PG_BIN/pg_ctl" -D "$data" -l "$TMP/postgres-$name.log" -w -t 60 start >/dev/null ||
-        {
-            tail -n 20 "$TMP/postgres-$name.log" >&2
-            die "PostgreSQL server $name did not start"
-        }
-    "$PSQL" "${PGCONN[@]}" -p "$port" -d postgres -qAtc 'CREATE DATABASE bench' >/dev/null
-}
+max_parallel_workers_per_gather = 0"
 
 log "starting $SHARDS PostgreSQL servers ($("$PG_BIN/postgres" --version)) on ports ${PORTS[*]}"
-for i in "${!PORTS[@]}"; do start_server "s$i" "${PORTS[$i]}"; done
+for i in "${!PORTS[@]}"; do start_postgres "s$i" "${PORTS[$i]}" "$SERVER_CONF" --locale=C; done
 
 # ---------------------------------------------------------------- shardproxy
 {
-    cat <<EOF
-[proxy]
-listen = "127.0.0.1:$PROXY_PORT"
-admin_listen = "127.0.0.1:$ADMIN_PORT"
-state_dir = "$TMP/state"
-
-[auth]
-method = "trust"
-
-[pool]
-size = 4
-mode = "transaction"
-EOF
+    proxy_config "$PROXY_PORT" "$ADMIN_PORT" "$TMP/state" 4
     for i in "${!PORTS[@]}"; do
         printf '\n[[shards]]\nname = "s%d"\nurl = "postgres://postgres@127.0.0.1:%d/bench"\n' "$i" "${PORTS[$i]}"
     done
@@ -150,24 +83,14 @@ EOF
 } >"$TMP/scatter.toml"
 mkdir -p "$TMP/state"
 log "starting shardproxy on 127.0.0.1:$PROXY_PORT"
-RUST_LOG="${RUST_LOG:-warn}" "$PROXY_BIN" run -c "$TMP/scatter.toml" >"$TMP/proxy.log" 2>&1 &
-PROXY_PID=$!
-for _ in $(seq 100); do
-    port_open "$PROXY_PORT" && break
-    kill -0 "$PROXY_PID" 2>/dev/null || break
-    sleep 0.1
-done
-port_open "$PROXY_PORT" || {
+run_proxy "$TMP/scatter.toml" "$TMP/proxy.log"
+PROXY_PID="$LAST_PID"
+wait_listening "$PROXY_PORT" "$PROXY_PID" || {
     tail -n 20 "$TMP/proxy.log" >&2
     die "shardproxy did not start listening on 127.0.0.1:$PROXY_PORT (log above)"
 }
 
-proxy_psql() { "$PSQL" "${PGCONN[@]}" -p "$PROXY_PORT" -d bench -qAt -v ON_ERROR_STOP=1 "$@"; }
-shard_psql() {
-    local port="$1"
-    shift
-    "$PSQL" "${PGCONN[@]}" -p "$port" -d bench -qAt -v ON_ERROR_STOP=1 "$@"
-}
+proxy_psql() { psql_bench "$PROXY_PORT" "$@"; }
 
 # ---------------------------------------------------------------- data
 log "CREATE TABLE big through the proxy (DDL goes to every shard)"
@@ -192,14 +115,14 @@ load_end="$(date +%s.%N)"
 total=0
 PER_SHARD=()
 for port in "${PORTS[@]}"; do
-    c="$(shard_psql "$port" -c 'SELECT count(*) FROM big')"
+    c="$(psql_bench "$port" -c 'SELECT count(*) FROM big')"
     PER_SHARD+=("$c")
     total=$((total + c))
 done
 ((total == ROWS)) || die "the shards hold $total rows (${PER_SHARD[*]}), expected $ROWS"
 log "loaded in $(awk -v a="$load_start" -v b="$load_end" 'BEGIN { printf "%.1f", b - a }') s; rows per shard: ${PER_SHARD[*]}"
 for port in "${PORTS[@]}"; do
-    shard_psql "$port" -c 'ALTER TABLE big ADD PRIMARY KEY (id)' -c 'VACUUM ANALYZE big' >/dev/null ||
+    psql_bench "$port" -c 'ALTER TABLE big ADD PRIMARY KEY (id)' -c 'VACUUM ANALYZE big' >/dev/null ||
         die "primary key / VACUUM ANALYZE on port $port failed"
 done
 
@@ -231,7 +154,7 @@ scan() {
         sampler=$!
     fi
     t0="$(date +%s.%N)"
-    rows="$("$PSQL" "${PGCONN[@]}" -p "$port" -d bench -qAt -v ON_ERROR_STOP=1 -c "$sql" 2>"$TMP/scan.err" | wc -l)" || rc=$?
+    rows="$(psql_bench "$port" -c "$sql" 2>"$TMP/scan.err" | wc -l)" || rc=$?
     t1="$(date +%s.%N)"
     [[ -s "$TMP/scan.err" ]] && rc=1
     if [[ -n "$sampler" ]]; then
@@ -285,7 +208,7 @@ count_latency() {
     timeout --kill-after=5 $((DURATION + 60)) \
         "$PGBENCH" "${PGCONN[@]}" -p "$1" -n -f "$TMP/count.sql" -c 1 -j 1 -T "$DURATION" bench >"$2" 2>&1 || true
     local lat
-    lat="$(sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' "$2" | head -n 1)"
+    lat="$(pgbench_value "$2" latency)"
     if [[ -n "$lat" ]] && ! grep -qiE 'error|abort' "$2"; then echo "$lat"; else echo "-"; fi
 }
 

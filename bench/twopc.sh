@@ -17,11 +17,9 @@ WARMUP="${WARMUP:-2}"
 PG_FSYNC="${PG_FSYNC:-off}"
 KEEP_TMP="${KEEP_TMP:-0}"
 
-BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-REPO_DIR="$(cd "$BENCH_DIR/.." && pwd)"
-OUT_DIR="${OUT_DIR:-$BENCH_DIR/results/twopc-$(date +%Y%m%d-%H%M%S)}"
-# SHARDPROXY_BIN: benchmark an already built binary instead of building target/release/shardproxy.
-PROXY_BIN="${SHARDPROXY_BIN:-$REPO_DIR/target/release/shardproxy}"
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+init_paths twopc-
 # Where the decision logs live: a directory on a real disk, and one on tmpfs.
 STATE_DISK="${STATE_DISK:-$REPO_DIR/target}"
 STATE_TMPFS="${STATE_TMPFS:-/dev/shm}"
@@ -33,41 +31,24 @@ PROXY_PIDS=()
 STATE_DIRS=()
 declare -A PROXY_PORT PROXY_ADMIN PROXY_PID
 BENCH_TAG=twopc
-# shellcheck source=bench/lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 stop_all() {
     set +e
     local pid d
-    for pid in "${PROXY_PIDS[@]}"; do
-        kill -0 "$pid" 2>/dev/null || continue
-        kill -TERM "$pid" 2>/dev/null
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null
-        wait "$pid" 2>/dev/null
-    done
-    for d in "${SERVERS[@]}"; do
-        [[ -f "$d/postmaster.pid" ]] && as_pg "$PG_BIN/pg_ctl" -D "$d" -m fast -w stop >/dev/null 2>&1
-    done
+    for pid in "${PROXY_PIDS[@]}"; do stop_process "$pid"; done
+    stop_servers
     for d in "${STATE_DIRS[@]}"; do rm -rf "$d"; done
-    if [[ -n "$TMP" && -d "$TMP" ]]; then
-        if [[ "$KEEP_TMP" == 1 ]]; then log "kept temp dir $TMP"; else rm -rf "$TMP"; fi
-    fi
+    remove_tmp
 }
-trap stop_all EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap_exit stop_all
 
 # ---------------------------------------------------------------- parameters
-for v in DURATION ROUNDS ROWS WARMUP; do
-    [[ "${!v}" =~ ^[0-9]+$ ]] || die "$v must be a non-negative integer, got '${!v}'"
-done
-is_positive_int "$DURATION" || die "DURATION must be at least 1"
-is_positive_int "$ROUNDS" || die "ROUNDS must be at least 1"
+require_counts DURATION ROUNDS ROWS WARMUP
+require_positive DURATION ROUNDS
 ((ROWS >= 1000)) || die "ROWS must be at least 1000"
-for c in $CLIENTS; do is_positive_int "$c" || die "CLIENTS must be positive integers, got '$c'"; done
+require_positive_list CLIENTS
 has_word "$MODE" "simple extended prepared" || die "unknown MODE '$MODE' (simple extended prepared)"
-for s in $STATES; do has_word "$s" "disk tmpfs" || die "unknown state '$s' in STATES (disk tmpfs)"; done
+require_known STATES state "disk tmpfs"
 [[ -n "${CLIENTS// /}" && -n "${STATES// /}" ]] || die "CLIENTS and STATES must not be empty"
 has_word "$PG_FSYNC" "on off" || die "PG_FSYNC must be on or off"
 if has_word tmpfs "$STATES"; then
@@ -79,65 +60,32 @@ if has_word disk "$STATES"; then
     [[ "$(stat -f -c %T "$STATE_DISK" 2>/dev/null)" != tmpfs ]] ||
         die "$STATE_DISK is on tmpfs; set STATE_DISK to a directory on a disk"
 fi
-if [[ "$(id -u)" -eq 0 ]] && ! id postgres >/dev/null 2>&1; then
-    die "running as root needs a 'postgres' OS user to run the servers (apt-get install -y postgresql creates it)"
-fi
-
-PG_BIN="$(find_pg_bin)"
-for b in initdb pg_ctl postgres; do
-    [[ -x "$PG_BIN/$b" ]] || die "$PG_BIN/$b is missing; install the PostgreSQL server package"
-done
-PGBENCH="$PG_BIN/pgbench"
-[[ -x "$PGBENCH" ]] || PGBENCH="$(command -v pgbench)" || die "pgbench not found; apt-get install -y postgresql-contrib"
-PSQL="$PG_BIN/psql"
-[[ -x "$PSQL" ]] || PSQL="$(command -v psql)" || die "psql not found; install the PostgreSQL client package"
+require_pg_user
+find_pg_tools
 
 # ---------------------------------------------------------------- build
-if [[ -z "${SHARDPROXY_BIN:-}" ]]; then
-    log "building shardproxy (cargo build --release -p shardproxy)"
-    (cd "$REPO_DIR" && cargo build --release -p shardproxy) ||
-        die "cargo build --release -p shardproxy failed; fix the build or set SHARDPROXY_BIN"
-fi
-[[ -x "$PROXY_BIN" ]] || die "$PROXY_BIN does not exist or is not executable"
+build_proxy "set SHARDPROXY_BIN"
 
 # ---------------------------------------------------------------- PostgreSQL B, C
-TMP="$(mktemp -d /tmp/shardproxy-twopc.XXXXXX)"
-chmod 755 "$TMP"
-[[ "$(id -u)" -eq 0 ]] && chown postgres: "$TMP"
-mkdir -p "$TMP/pgbench" "$OUT_DIR"
+make_tmp twopc
+mkdir -p "$TMP/pgbench"
 read -r PORT_B PORT_C PORT_DISK ADMIN_DISK PORT_TMPFS ADMIN_TMPFS <<<"$(free_ports 6)"
 PROXY_PORT[disk]="$PORT_DISK"
 PROXY_ADMIN[disk]="$ADMIN_DISK"
 PROXY_PORT[tmpfs]="$PORT_TMPFS"
 PROXY_ADMIN[tmpfs]="$ADMIN_TMPFS"
 PGCONN=(-h 127.0.0.1 -U postgres)
+SERVER_CONF="max_connections = 200
+max_prepared_transactions = 100
+fsync = $PG_FSYNC"
 HALF=$((ROWS / 2))
 
 # start_server NAME PORT FIRST LAST: initdb + start, then bench_accounts rows FIRST..LAST.
 start_server() {
-    local name="$1" port="$2" first="$3" last="$4" data="$TMP/pg-$1"
-    as_pg "$PG_BIN/initdb" -D "$data" -U postgres -A trust -E UTF8 --no-sync >"$TMP/initdb-$name.log" 2>&1 ||
-        {
-            cat "$TMP/initdb-$name.log" >&2
-            die "initdb of server $name failed"
-        }
-    cat >>"$data/postgresql.conf" <<EOF
-port = $port
-listen_addresses = '127.0.0.1'
-unix_socket_directories = '$TMP'
-max_connections = 200
-max_prepared_transactions = 100
-fsync = $PG_FSYNC
-EOF
-    SERVERS+=("$data")
-    as_pg "$PG_BIN/pg_ctl" -D "$data" -l "$TMP/postgres-$name.log" -w -t 60 start >/dev/null ||
-        {
-            tail -n 20 "$TMP/postgres-$name.log" >&2
-            die "PostgreSQL server $name did not start"
-        }
-    "$PSQL" "${PGCONN[@]}" -p "$port" -d postgres -qAtc 'CREATE DATABASE bench' >/dev/null
+    local name="$1" port="$2" first="$3" last="$4"
+    start_postgres "$name" "$port" "$SERVER_CONF"
     # The range map puts 1..HALF on B and the rest on C, so each server gets its rows directly.
-    "$PSQL" "${PGCONN[@]}" -p "$port" -d bench -qAt -v ON_ERROR_STOP=1 >/dev/null <<EOF
+    psql_bench "$port" >/dev/null <<EOF
 CREATE TABLE bench_accounts (aid bigint PRIMARY KEY, abalance int NOT NULL);
 INSERT INTO bench_accounts SELECT a, 0 FROM generate_series($first, $last) a;
 VACUUM ANALYZE bench_accounts;
@@ -174,25 +122,15 @@ EOF
 # ---------------------------------------------------------------- shardproxy per state dir
 # start_proxy STATE: writes its config and runs it; must listen within 10 s.
 start_proxy() {
-    local state="$1" dir i pid
+    local state="$1" dir pid
     case "$state" in
     disk) dir="$(mktemp -d "$STATE_DISK/shardproxy-twopc-state.XXXXXX")" ;;
     tmpfs) dir="$(mktemp -d "$STATE_TMPFS/shardproxy-twopc-state.XXXXXX")" ;;
     esac
     STATE_DIRS+=("$dir")
-    cat >"$TMP/$state.toml" <<EOF
-[proxy]
-listen = "127.0.0.1:${PROXY_PORT[$state]}"
-admin_listen = "127.0.0.1:${PROXY_ADMIN[$state]}"
-state_dir = "$dir"
-proxy_id = "bench$state"
-
-[auth]
-method = "trust"
-
-[pool]
-size = 12
-mode = "transaction"
+    {
+        proxy_config "${PROXY_PORT[$state]}" "${PROXY_ADMIN[$state]}" "$dir" 12 "proxy_id = \"bench$state\""
+        cat <<EOF
 
 [[shards]]
 name = "b"
@@ -210,15 +148,12 @@ ranges = [ { to = $((HALF + 1)), shard = "b" }, { from = $((HALF + 1)), shard = 
 [tables]
 bench_accounts = { map = "accounts", key = "aid" }
 EOF
-    RUST_LOG="${RUST_LOG:-warn}" "$PROXY_BIN" run -c "$TMP/$state.toml" >"$TMP/proxy-$state.log" 2>&1 &
-    pid=$!
+    } >"$TMP/$state.toml"
+    run_proxy "$TMP/$state.toml" "$TMP/proxy-$state.log"
+    pid="$LAST_PID"
     PROXY_PIDS+=("$pid")
     PROXY_PID[$state]="$pid"
-    for i in $(seq 100); do
-        port_open "${PROXY_PORT[$state]}" && return 0
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
+    wait_listening "${PROXY_PORT[$state]}" "$pid" && return 0
     tail -n 20 "$TMP/proxy-$state.log" >&2
     die "shardproxy ($state) did not start listening on 127.0.0.1:${PROXY_PORT[$state]} (log above)"
 }
@@ -254,9 +189,9 @@ run_pgbench() {
         -T "$duration" -D "half=$HALF" -f "$TMP/$workload.sql" bench >"$logfile" 2>&1 || rc=$?
     read -r c1 n1 s1 <<<"$(metrics_snapshot "${PROXY_ADMIN[$state]}" || echo "0 0 0")"
     local tps lat tx
-    tps="$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$logfile" | head -n 1)"
-    lat="$(sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' "$logfile" | head -n 1)"
-    tx="$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$logfile" | head -n 1)"
+    tps="$(pgbench_value "$logfile" tps)"
+    lat="$(pgbench_value "$logfile" latency)"
+    tx="$(pgbench_value "$logfile" transactions)"
     if ((rc != 0)) || [[ -z "$tps" || -z "$lat" || "${tx:-0}" -eq 0 ]]; then
         echo "failed - - - - -"
     else
@@ -273,11 +208,9 @@ ensure_alive() {
 
 # The order of the (state, workload) cells rotates from round to round.
 cells_for_round() {
-    local r="$1" arr=() s w n i out=()
-    for s in $STATES; do for w in $WORKLOADS; do arr+=("$s:$w"); done; done
-    n=${#arr[@]}
-    for ((i = 0; i < n; i++)); do out+=("${arr[$(((i + r) % n))]}"); done
-    echo "${out[*]}"
+    local cells=() s w
+    for s in $STATES; do for w in $WORKLOADS; do cells+=("$s:$w"); done; done
+    rotate_words "$1" "${cells[*]}"
 }
 
 if ((WARMUP > 0)); then
@@ -306,7 +239,7 @@ for round in $(seq "$ROUNDS"); do
                 log "round $round c=$clients $state $workload-shard: tps=${tps%.*} lat=${lat}ms 2pc=$commits fsyncs=$fsyncs"
             else
                 log "round $round c=$clients $state $workload-shard: FAILED; pgbench said:"
-                grep -Ei 'error|abort|fatal' "$logfile" | head -n 3 | sed 's/^/    /' >&2 || tail -n 3 "$logfile" >&2
+                show_pgbench_error "$logfile"
             fi
             echo "$round,$clients,$state,$workload,$st,${tps//-/},${lat//-/},${commits//-/},${fsyncs//-/},${fsecs//-/}" >>"$RUNS_CSV"
         done

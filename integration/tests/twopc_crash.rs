@@ -103,14 +103,7 @@ impl Fixture {
     async fn prepared(&self) -> Vec<Vec<String>> {
         let mut out = Vec::new();
         for shard in &self.shards {
-            let rows = shard
-                .query(
-                    "SELECT gid FROM pg_prepared_xacts WHERE database = current_database() ORDER BY gid",
-                    &[],
-                )
-                .await
-                .unwrap();
-            out.push(rows.iter().map(|r| r.get(0)).collect());
+            out.push(prepared_on(shard).await);
         }
         out
     }
@@ -119,13 +112,14 @@ impl Fixture {
     async fn rows(&self) -> Vec<Vec<i64>> {
         let mut out = Vec::new();
         for shard in &self.shards {
-            let rows = shard
-                .query("SELECT id FROM items ORDER BY id", &[])
-                .await
-                .unwrap();
-            out.push(rows.iter().map(|r| r.get(0)).collect());
+            out.push(ids_on(shard).await);
         }
         out
+    }
+
+    /// A client of the test's database through the proxy.
+    async fn client(&self, proc: &ProxyProcess) -> Client {
+        connect(proc.addr, "app", None, &self.dbs.name).await
     }
 
     /// Waits (bounded) until no shard holds a prepared transaction of this database.
@@ -144,6 +138,27 @@ impl Fixture {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+}
+
+/// Our gids prepared on one shard, ascending.
+async fn prepared_on(shard: &Client) -> Vec<String> {
+    let rows = shard
+        .query(
+            "SELECT gid FROM pg_prepared_xacts WHERE database = current_database() ORDER BY gid",
+            &[],
+        )
+        .await
+        .unwrap();
+    rows.iter().map(|r| r.get(0)).collect()
+}
+
+/// The ids in `items` on one shard, ascending.
+async fn ids_on(shard: &Client) -> Vec<i64> {
+    let rows = shard
+        .query("SELECT id FROM items ORDER BY id", &[])
+        .await
+        .unwrap();
+    rows.iter().map(|r| r.get(0)).collect()
 }
 
 /// The keys among `keys` that a client finds through the proxy, one single-shard lookup each.
@@ -217,6 +232,21 @@ async fn send_write(
     tokio::spawn(async move { client.batch_execute(&last).await })
 }
 
+/// Starts the proxy with `failpoints` (`SHARDPROXY_FAILPOINTS`) and sends the write through it.
+async fn start_and_send(
+    fx: &Fixture,
+    failpoints: &str,
+    write: Write,
+) -> (
+    ProxyProcess,
+    tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>,
+) {
+    let proc = ProxyProcess::start(BIN, &fx.toml, &[("SHARDPROXY_FAILPOINTS", failpoints)]).await;
+    let client = fx.client(&proc).await;
+    let answer = send_write(client, fx, write).await;
+    (proc, answer)
+}
+
 /// What a failpoint leaves on the shards while the proxy waits at it: how many participants
 /// hold the transaction prepared (at least, at most).
 fn prepared_at(failpoint: &str, participants: usize) -> (usize, usize) {
@@ -234,11 +264,7 @@ fn committed_after(failpoint: &str) -> bool {
 /// The whole crash scenario for one failpoint and one kind of write.
 async fn crash_at(failpoint: &str, write: Write) {
     let fx = Fixture::new().await;
-    let failpoints = format!("{failpoint}=pause");
-    let mut proc =
-        ProxyProcess::start(BIN, &fx.toml, &[("SHARDPROXY_FAILPOINTS", &failpoints)]).await;
-    let client = connect(proc.addr, "app", None, &fx.dbs.name).await;
-    let answer = send_write(client, &fx, write).await;
+    let (mut proc, answer) = start_and_send(&fx, &format!("{failpoint}=pause"), write).await;
     proc.wait_for_failpoint(failpoint, MARKER_LIMIT).await;
 
     // Paused: the shards show exactly how far the protocol got.
@@ -286,7 +312,7 @@ async fn crash_at(failpoint: &str, write: Write) {
         "after a kill at {failpoint} ({write:?})"
     );
     // The same answer through the restarted proxy.
-    let client = connect(proc.addr, "app", None, &fx.dbs.name).await;
+    let client = fx.client(&proc).await;
     let found = found_through(&client, &written(&fx, write).concat()).await;
     assert_eq!(found, want.concat());
     let (status, metrics) = proc.admin_get("/metrics").await;
@@ -298,50 +324,41 @@ async fn crash_at(failpoint: &str, write: Write) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_after_some_prepares_rolls_back_everywhere() {
+/// The crash scenario at one failpoint, for a transaction and then for a statement.
+async fn crash_at_both(failpoint: &str) {
     bounded(TEST_LIMIT, async {
-        crash_at("after_some_prepares", Write::Transaction).await;
-        crash_at("after_some_prepares", Write::Statement).await;
+        crash_at(failpoint, Write::Transaction).await;
+        crash_at(failpoint, Write::Statement).await;
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_after_some_prepares_rolls_back_everywhere() {
+    crash_at_both("after_some_prepares").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_after_all_prepares_rolls_back_everywhere() {
-    bounded(TEST_LIMIT, async {
-        crash_at("after_all_prepares", Write::Transaction).await;
-        crash_at("after_all_prepares", Write::Statement).await;
-    })
-    .await;
+    crash_at_both("after_all_prepares").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_after_decision_commits_everywhere() {
-    bounded(TEST_LIMIT, async {
-        crash_at("after_decision", Write::Transaction).await;
-        crash_at("after_decision", Write::Statement).await;
-    })
-    .await;
+    crash_at_both("after_decision").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_after_some_commits_commits_everywhere() {
-    bounded(TEST_LIMIT, async {
-        crash_at("after_some_commits", Write::Transaction).await;
-        crash_at("after_some_commits", Write::Statement).await;
-    })
-    .await;
+    crash_at_both("after_some_commits").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_failpoint_raises_sigkill_and_the_decision_survives() {
     bounded(TEST_LIMIT, async {
         let fx = Fixture::new().await;
-        let env = [("SHARDPROXY_FAILPOINTS", "after_decision=kill")];
-        let mut proc = ProxyProcess::start(BIN, &fx.toml, &env).await;
-        let client = connect(proc.addr, "app", None, &fx.dbs.name).await;
-        let answer = send_write(client, &fx, Write::Transaction).await;
+        let (mut proc, answer) =
+            start_and_send(&fx, "after_decision=kill", Write::Transaction).await;
         let status = proc.wait_exit(MARKER_LIMIT).await;
         assert_eq!(
             status.signal(),
@@ -364,7 +381,7 @@ async fn commit_ok_means_the_rows_are_there() {
         let proc = ProxyProcess::start(BIN, &fx.toml, &[]).await;
         let metric = |text: &str| metric_sum(text, "shardproxy_2pc_commits_total").unwrap_or(0.0);
         // One shard: one phase, no 2PC commit counted.
-        let client = connect(proc.addr, "app", None, &fx.dbs.name).await;
+        let client = fx.client(&proc).await;
         let one = &fx.keys[2][..2];
         client.batch_execute("BEGIN").await.unwrap();
         client.batch_execute(&insert_sql(one)).await.unwrap();
@@ -373,11 +390,11 @@ async fn commit_ok_means_the_rows_are_there() {
         // Two shards in a transaction, then three in one statement: COMMIT OK each time.
         let answer = send_write(client, &fx, Write::Transaction).await;
         answer.await.unwrap().unwrap();
-        let client = connect(proc.addr, "app", None, &fx.dbs.name).await;
+        let client = fx.client(&proc).await;
         let stmt_keys: Vec<i64> = fx.keys.iter().map(|k| k[2]).collect();
         client.batch_execute(&insert_sql(&stmt_keys)).await.unwrap();
         // A new connection sees every row; no shard keeps anything prepared.
-        let reader = connect(proc.addr, "app", None, &fx.dbs.name).await;
+        let reader = fx.client(&proc).await;
         let mut want = written(&fx, Write::Transaction).concat();
         want.extend(one);
         want.extend(&stmt_keys);
@@ -418,6 +435,42 @@ where
     }
 }
 
+/// Waits (bounded) until `gid` is in the in-doubt list (`want_listed`) or is no longer there.
+async fn wait_in_doubt(
+    proc: &ProxyProcess,
+    gid: &str,
+    want_listed: bool,
+    limit: Duration,
+    what: &str,
+) {
+    wait_until(limit, what, proc, move || async move {
+        in_doubt(proc).await.0.iter().any(|g| g == gid) == want_listed
+    })
+    .await;
+}
+
+/// Waits (bounded) until `shard` holds no prepared transaction of this database.
+async fn wait_none_prepared_on(shard: &Client, proc: &ProxyProcess, what: &str) {
+    wait_until(RECOVERY_LIMIT, what, proc, move || async move {
+        prepared_on(shard).await.is_empty()
+    })
+    .await;
+}
+
+/// Runs `op` on `server` on a blocking thread (PostgreSQL stops and starts synchronously) and
+/// hands the server back.
+async fn on_blocking_thread<T: Send + 'static>(
+    mut server: T,
+    op: impl FnOnce(&mut T) + Send + 'static,
+) -> T {
+    tokio::task::spawn_blocking(move || {
+        op(&mut server);
+        server
+    })
+    .await
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shard_down_between_prepare_and_commit_prepared() {
     bounded(Duration::from_secs(240), async {
@@ -436,53 +489,22 @@ async fn shard_down_between_prepare_and_commit_prepared() {
         };
         let fx = Fixture::over(dbs).await;
         let knows_in_doubt = fx.toml.contains("in_doubt_after_ms");
-        let env = [("SHARDPROXY_FAILPOINTS", "after_decision=pause")];
-        let mut proc = ProxyProcess::start(BIN, &fx.toml, &env).await;
-        let client = connect(proc.addr, "app", None, &fx.dbs.name).await;
-        let answer = send_write(client, &fx, Write::Transaction).await;
+        let (mut proc, answer) =
+            start_and_send(&fx, "after_decision=pause", Write::Transaction).await;
         proc.wait_for_failpoint("after_decision", MARKER_LIMIT)
             .await;
         let gid = fx.prepared().await[0].first().cloned().unwrap();
         proc.kill();
         assert!(answer.await.unwrap().is_err());
-        b = tokio::task::spawn_blocking(move || {
-            b.stop().unwrap();
-            b
-        })
-        .await
-        .unwrap();
+        b = on_blocking_thread(b, |b| b.stop().unwrap()).await;
 
         proc.restart(&[]).await;
         // s0 is finished; s1 waits for its server.
         let a = &fx.shards[0];
-        let prepared_on_a = move || async move {
-            let n: i64 = a
-                .query_one(
-                    "SELECT count(*) FROM pg_prepared_xacts WHERE database = current_database()",
-                    &[],
-                )
-                .await
-                .unwrap()
-                .get(0);
-            n == 0
-        };
-        wait_until(
-            RECOVERY_LIMIT,
-            "recovery commits s0's part",
-            &proc,
-            prepared_on_a,
-        )
-        .await;
-        let ids: Vec<i64> = a
-            .query("SELECT id FROM items ORDER BY id", &[])
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        assert_eq!(ids, fx.keys[0][..2]);
+        wait_none_prepared_on(a, &proc, "recovery commits s0's part").await;
+        assert_eq!(ids_on(a).await, fx.keys[0][..2]);
         // s0 keeps serving reads and writes through the proxy.
-        let client = connect(proc.addr, "app", None, &fx.dbs.name).await;
+        let client = fx.client(&proc).await;
         let k = fx.keys[0][5];
         client.batch_execute(&insert_sql(&[k])).await.unwrap();
         let v: String = client
@@ -496,14 +518,7 @@ async fn shard_down_between_prepare_and_commit_prepared() {
             true => RECOVERY_LIMIT,
             false => Duration::from_secs(90), // the default in-doubt time is 60 s
         };
-        let (p, g) = (&proc, &gid);
-        wait_until(
-            listed,
-            "the gid is listed as in-doubt",
-            p,
-            move || async move { in_doubt(p).await.0.contains(g) },
-        )
-        .await;
+        wait_in_doubt(&proc, &gid, true, listed, "the gid is listed as in-doubt").await;
         let body = in_doubt(&proc).await.1;
         assert!(
             json_strings(&body, "decision").contains(&"commit".to_owned()),
@@ -512,41 +527,18 @@ async fn shard_down_between_prepare_and_commit_prepared() {
         assert!(body.contains("\"s1\""), "{body}");
 
         // s1 is back: recovery commits its part and the list empties.
-        b = tokio::task::spawn_blocking(move || {
-            b.restart().unwrap();
-            b
-        })
-        .await
-        .unwrap();
+        b = on_blocking_thread(b, |b| b.restart().unwrap()).await;
         let b_client = &connect_url(&fx.dbs.shard_urls[1]).await;
-        let b_done = move || async move {
-            let n: i64 = b_client
-                .query_one(
-                    "SELECT count(*) FROM pg_prepared_xacts WHERE database = current_database()",
-                    &[],
-                )
-                .await
-                .unwrap()
-                .get(0);
-            n == 0
-        };
-        wait_until(RECOVERY_LIMIT, "recovery commits s1's part", &proc, b_done).await;
-        let (p, g) = (&proc, &gid);
-        wait_until(
+        wait_none_prepared_on(b_client, &proc, "recovery commits s1's part").await;
+        wait_in_doubt(
+            &proc,
+            &gid,
+            false,
             RECOVERY_LIMIT,
             "the in-doubt list empties",
-            p,
-            move || async move { !in_doubt(p).await.0.contains(g) },
         )
         .await;
-        let ids: Vec<i64> = b_client
-            .query("SELECT id FROM items ORDER BY id", &[])
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        assert_eq!(ids, fx.keys[1][..2]);
+        assert_eq!(ids_on(b_client).await, fx.keys[1][..2]);
         drop(proc);
         tokio::task::spawn_blocking(move || drop(b)).await.unwrap();
     })
