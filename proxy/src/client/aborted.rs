@@ -16,6 +16,18 @@ const ABORTED: &str =
     "current transaction is aborted, commands ignored until end of transaction block";
 
 impl Session {
+    /// An error the proxy raises itself inside a transaction block aborts the block, as a
+    /// server error would: the client sees it failed, every statement gets 25P02 until it ends
+    /// the block, and the shards' part of it is rolled back then (never committed).
+    pub(crate) fn abort_block_for_proxy_error(&mut self) {
+        if self.lost || !self.in_block() {
+            return;
+        }
+        self.lost = true;
+        self.lost_in_transaction = None;
+        self.status = TransactionStatus::Failed;
+    }
+
     /// The error for a statement in the lost transaction: first the loss itself, then 25P02.
     fn lost_error(&mut self) -> (&'static str, String) {
         match self.lost_in_transaction.take() {
@@ -93,6 +105,14 @@ impl Session {
             }
             FrontendMessage::Sync => {
                 self.skip_until_sync = false;
+                // Backends still attached (the block failed on a proxy error) may hold answers
+                // to this group's earlier messages: they come with a Sync.
+                for shard in self.backends.shards() {
+                    if let Some(b) = self.backends.get_mut(shard) {
+                        encode::sync(&mut b.write_buf);
+                    }
+                    self.push_injected(Kind::Sync, shard);
+                }
                 let mut bytes = BytesMut::new();
                 encode::ready_for_query(&mut bytes, self.status);
                 self.push_synthetic(Kind::Sync, bytes.freeze());
@@ -112,6 +132,15 @@ impl Session {
     }
 
     fn end_lost_transaction(&mut self) {
+        // Backends still attached (a proxy error failed the block) roll their part back.
+        for shard in self.backends.shards() {
+            if let Some(b) = self.backends.get_mut(shard) {
+                encode::query(&mut b.write_buf, "ROLLBACK");
+            }
+            self.push_injected(Kind::Query, shard);
+        }
+        self.forget_writes();
+        self.block_sent = None;
         self.status = TransactionStatus::Idle;
         self.lost = false;
         self.lost_in_transaction = None;

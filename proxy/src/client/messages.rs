@@ -74,6 +74,7 @@ impl Session {
 
     /// An error the proxy itself produces for a simple Query (answered with ReadyForQuery).
     pub(crate) fn query_error(&mut self, code: &str, message: &str) {
+        self.abort_block_for_proxy_error();
         let mut bytes = BytesMut::new();
         encode::error_response(&mut bytes, "ERROR", code, message);
         encode::ready_for_query(&mut bytes, self.status);
@@ -83,6 +84,7 @@ impl Session {
     /// An error the proxy itself produces in the extended protocol: like the server, ignore
     /// everything up to the next Sync.
     pub(crate) fn extended_error(&mut self, kind: Kind, code: &str, message: &str) {
+        self.abort_block_for_proxy_error();
         let mut bytes = BytesMut::new();
         encode::error_response(&mut bytes, "ERROR", code, message);
         self.push_synthetic(kind, bytes.freeze());

@@ -405,7 +405,12 @@ impl Session {
 
     /// A ReadyForQuery reached the client: track the status and SET rollback semantics.
     fn on_ready(&mut self, status: TransactionStatus) {
-        self.status = status;
+        // A block the proxy failed stays failed for the client until it ends it.
+        self.status = if self.lost && status != TransactionStatus::Idle {
+            TransactionStatus::Failed
+        } else {
+            status
+        };
         if self.pipeline.is_empty() {
             self.block_sent = None;
         }

@@ -134,6 +134,12 @@ impl Session {
         }
     }
 
+    /// Queues the answer to a message the proxy injected on `shard` (dropped unless an error;
+    /// a failure marks the backend broken).
+    pub(crate) fn push_injected(&mut self, kind: Kind, shard: usize) {
+        self.push_swallowed(kind, shard);
+    }
+
     fn push_swallowed(&mut self, kind: Kind, shard: usize) {
         self.pipeline.push(
             Pending {
