@@ -482,7 +482,7 @@ impl Pipeline {
                 }) = self.queue.front()
                 {
                     if def.described_types.get().is_none() {
-                        if let Some(types) = parameter_types(body) {
+                        if let Ok(types) = be::parse_parameter_description(body) {
                             let _ = def.described_types.set(types);
                         }
                     }
@@ -578,17 +578,6 @@ pub(super) fn forward_error(
         }
         _ => out.extend_from_slice(frame),
     }
-}
-
-/// The type OIDs of a ParameterDescription body (int16 count, then one int32 per parameter).
-fn parameter_types(body: &[u8]) -> Option<Vec<u32>> {
-    let (count, rest) = body.split_first_chunk::<2>()?;
-    let count = usize::try_from(i16::from_be_bytes(*count)).ok()?;
-    let types: Vec<u32> = rest
-        .chunks_exact(4)
-        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
-    (types.len() == count).then_some(types)
 }
 
 pub(super) fn parse_ready(body: &[u8]) -> Result<TransactionStatus, Desync> {

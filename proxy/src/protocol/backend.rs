@@ -55,6 +55,20 @@ pub fn parse_ready_for_query(body: &[u8]) -> Result<TransactionStatus, ProtocolE
     }
 }
 
+/// ParameterDescription ('t') body -> the parameters' type OIDs.
+pub fn parse_parameter_description(body: &[u8]) -> Result<Vec<u32>, ProtocolError> {
+    const BAD: ProtocolError = ProtocolError::Malformed("ParameterDescription");
+    let (count, rest) = body.split_first_chunk::<2>().ok_or(BAD)?;
+    let count = usize::try_from(i16::from_be_bytes(*count)).map_err(|_| BAD)?;
+    if rest.len() != count * 4 {
+        return Err(BAD);
+    }
+    Ok(rest
+        .chunks_exact(4)
+        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
+}
+
 /// ParameterStatus ('S') body -> (name, value).
 pub fn parse_parameter_status(body: &[u8]) -> Result<(String, String), ProtocolError> {
     let mut r = Reader::new(body, "ParameterStatus");
@@ -219,6 +233,18 @@ mod tests {
         // The limit counts the length field's value (bytes after the tag).
         assert_eq!(frame_len(b"D\0\0\0\x08abcd", 8), Ok(Some((b'D', 9))));
         assert!(frame_len(b"D\0\0\0\x09abcde", 8).is_err());
+    }
+
+    #[test]
+    fn parameter_description() {
+        let body = [0, 2, 0, 0, 0, 20, 0, 0, 0, 25];
+        assert_eq!(parse_parameter_description(&body).unwrap(), vec![20, 25]);
+        assert!(parse_parameter_description(&body[..9]).is_err());
+        assert!(parse_parameter_description(&[0xff, 0xff]).is_err());
+        assert_eq!(
+            parse_parameter_description(&[0, 0]).unwrap(),
+            Vec::<u32>::new()
+        );
     }
 
     #[test]
