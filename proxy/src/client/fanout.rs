@@ -10,8 +10,8 @@ use std::collections::VecDeque;
 
 use bytes::BytesMut;
 
-use super::pipeline::{forward_error, parse_ready, Desync, Kind, Owed, Pending, Pipeline};
-use crate::protocol::backend::{self as be, TransactionStatus};
+use super::pipeline::{parse_ready, shard_error, Desync, Kind, Owed, Pending, Pipeline};
+use crate::protocol::backend::TransactionStatus;
 use crate::protocol::encode;
 
 /// Per-request state of a fan-out.
@@ -151,19 +151,14 @@ impl Pipeline {
                 self.errored = true;
                 let first = !f.failed && !self.suppress;
                 f.failed = true;
-                if first {
-                    forward_error(
-                        &mut self.replace_next_error,
-                        &mut self.fatal,
-                        shard,
-                        (frame, body),
-                        out,
-                    );
-                } else if let Ok(fields) = be::parse_error_fields(body) {
-                    if matches!(fields.severity(), "FATAL" | "PANIC") {
-                        self.fatal = Some((shard, fields.message().to_string()));
-                    }
-                }
+                shard_error(
+                    first,
+                    &mut self.replace_next_error,
+                    &mut self.fatal,
+                    shard,
+                    (frame, body),
+                    out,
+                );
                 if !kind.ends_with_ready() {
                     shard_done = true;
                 }

@@ -9,9 +9,9 @@ use std::collections::VecDeque;
 use bytes::BytesMut;
 
 use super::fanout::TagSum;
-use super::pipeline::{forward_error, parse_ready, Desync, Kind, Owed, Pending, Pipeline};
+use super::pipeline::{parse_ready, shard_error, Desync, Kind, Owed, Pending, Pipeline};
 use crate::merge::{Merge, MergeError, MergeInput};
-use crate::protocol::backend::{self as be, TransactionStatus};
+use crate::protocol::backend::TransactionStatus;
 use crate::protocol::encode;
 
 /// The merge state of one request.
@@ -284,19 +284,14 @@ impl Pipeline {
                 self.errored = true;
                 let first = !f.failed && forward;
                 f.failed = true;
-                if first {
-                    forward_error(
-                        &mut self.replace_next_error,
-                        &mut self.fatal,
-                        shard,
-                        (frame, body),
-                        out,
-                    );
-                } else if let Ok(fields) = be::parse_error_fields(body) {
-                    if matches!(fields.severity(), "FATAL" | "PANIC") {
-                        self.fatal = Some((shard, fields.message().to_string()));
-                    }
-                }
+                shard_error(
+                    first,
+                    &mut self.replace_next_error,
+                    &mut self.fatal,
+                    shard,
+                    (frame, body),
+                    out,
+                );
                 shard_done = !kind.ends_with_ready();
             }
             b'Z' if kind.ends_with_ready() => {

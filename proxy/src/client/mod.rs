@@ -14,6 +14,7 @@ pub mod params;
 pub mod pipeline;
 pub mod routing;
 pub mod session;
+mod shard_errors;
 pub mod startup;
 pub mod statements;
 pub mod two_phase;

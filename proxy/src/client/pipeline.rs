@@ -15,9 +15,9 @@ use bytes::{Bytes, BytesMut};
 
 use super::fanout::FanOut;
 use super::params::SessionEffects;
+pub(super) use super::shard_errors::{forward_error, shard_error};
 use super::statements::StmtDef;
 use crate::protocol::backend::{self as be, TransactionStatus};
-use crate::protocol::encode;
 
 /// Which request an entry stands for (decides which backend message completes it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -552,31 +552,6 @@ impl Pipeline {
         if tag == b'C' {
             self.copy_in = false;
         }
-    }
-}
-
-/// Errors reach the client (an injected statement's failure is the client's failure), or the
-/// proxy's own error replaces the server's. FATAL/PANIC are downgraded: the backend dies, but
-/// the client's connection to us lives on.
-pub(super) fn forward_error(
-    replace: &mut Option<Bytes>,
-    fatal: &mut Option<(usize, String)>,
-    shard: usize,
-    (frame, body): (&[u8], &[u8]),
-    out: &mut BytesMut,
-) {
-    if let Some(mine) = replace.take() {
-        out.extend_from_slice(&mine);
-        return;
-    }
-    match be::parse_error_fields(body) {
-        Ok(mut fields) if matches!(fields.severity(), "FATAL" | "PANIC") => {
-            *fatal = Some((shard, fields.message().to_string()));
-            fields.set(b'S', "ERROR");
-            fields.set(b'V', "ERROR");
-            encode::error_fields(out, b'E', &fields);
-        }
-        _ => out.extend_from_slice(frame),
     }
 }
 

@@ -1,5 +1,6 @@
 //! Unit tests of the pipeline: ordering, synthetic answers, errors, COPY, fan-out merging.
 use super::*;
+use crate::protocol::encode;
 
 fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
     let mut v = vec![tag];
