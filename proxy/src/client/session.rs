@@ -194,12 +194,7 @@ impl Session {
             tokio::select! {
                 // cancel safe: read_buf reads nothing when dropped before completion
                 (shard, r) = read_backend(&mut self.backends, reader) => {
-                    match r {
-                        Ok(0) => self.backend_lost(shard, "the server closed the connection"),
-                        Ok(_) => self.process_backends(),
-                        Err(e) => self.backend_lost(shard, &e.to_string()),
-                    }
-                    if self.backends.iter_mut().any(|(_, b)| !b.write_buf.is_empty()) {
+                    if self.on_backend_read(shard, r) {
                         self.flush_backends().await;
                     }
                     if self.pipeline.held.is_some() {
@@ -260,13 +255,30 @@ impl Session {
         Ok(())
     }
 
+    /// The outcome of reading `shard`'s socket; true when requests the proxy makes itself
+    /// (a merged portal's next rows) wait to be sent.
+    pub(crate) fn on_backend_read(&mut self, shard: usize, r: std::io::Result<usize>) -> bool {
+        match r {
+            Ok(0) => {
+                self.backend_lost(shard, "the server closed the connection");
+                false
+            }
+            Ok(_) => self.process_backends(),
+            Err(e) => {
+                self.backend_lost(shard, &e.to_string());
+                false
+            }
+        }
+    }
+
     /// Handles the complete messages buffered from backends, following the pipeline's head
-    /// from one owner to the next, as far as buffered bytes allow.
-    pub(crate) fn process_backends(&mut self) {
+    /// from one owner to the next, as far as buffered bytes allow; true when it queued requests
+    /// of its own for backends (see [`Session::on_backend_read`]).
+    fn process_backends(&mut self) -> bool {
         while let Some(shard) = self.pipeline.reader() {
             let Some(b) = self.backends.get_mut(shard) else {
                 self.backend_lost(shard, "no backend attached for an expected answer");
-                return;
+                return false;
             };
             let mut consumed = 0;
             let mut desync = None;
@@ -297,19 +309,21 @@ impl Session {
             if let Some(reason) = desync {
                 tracing::error!(%reason, "backend protocol desynchronised; dropping it");
                 self.backend_lost(shard, &reason);
-                return;
+                return false;
             }
             if let Some((fatal_shard, message)) = self.pipeline.fatal.clone() {
                 // The server is going away: drop it now, so that a request the client pipelines
                 // right behind is not written to a dying connection.
                 self.backend_lost(fatal_shard, &message);
-                return;
+                return false;
             }
             if !progressed || self.pipeline.reader() == Some(shard) {
                 break;
             }
         }
-        for (shard, portal, max_rows) in std::mem::take(&mut self.pipeline.refills) {
+        let refills = std::mem::take(&mut self.pipeline.refills);
+        let wrote = !refills.is_empty();
+        for (shard, portal, max_rows) in refills {
             if let Some(b) = self.backends.get_mut(shard) {
                 encode::execute(&mut b.write_buf, &portal, max_rows);
                 encode::flush(&mut b.write_buf);
@@ -322,6 +336,7 @@ impl Session {
         {
             self.release_backends();
         }
+        wrote
     }
 
     /// Bookkeeping for answered requests and ReadyForQuery statuses.

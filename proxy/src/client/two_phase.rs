@@ -100,7 +100,7 @@ impl Session {
                 return;
             };
             encode::query(&mut b.write_buf, "BEGIN");
-            return self.push_swallowed(Kind::Query, shard);
+            return self.push_injected(Kind::Query, shard);
         }
         let def = self.ctx.statements.intern("BEGIN", &[]);
         self.ensure_prepared(shard, &def, false);
@@ -117,9 +117,9 @@ impl Session {
         );
         encode::execute(&mut b.write_buf, BEGIN_PORTAL, 0);
         encode::close(&mut b.write_buf, Target::Portal, BEGIN_PORTAL);
-        self.push_swallowed(Kind::Bind, shard);
-        self.push_swallowed(Kind::Execute, shard);
-        self.push_swallowed(Kind::Close, shard);
+        self.push_injected(Kind::Bind, shard);
+        self.push_injected(Kind::Execute, shard);
+        self.push_injected(Kind::Close, shard);
     }
 
     /// The request just queued ends an implicit multi-shard transaction: its ReadyForQuery
@@ -137,10 +137,6 @@ impl Session {
     /// Queues the answer to a message the proxy injected on `shard` (dropped unless an error;
     /// a failure marks the backend broken).
     pub(crate) fn push_injected(&mut self, kind: Kind, shard: usize) {
-        self.push_swallowed(kind, shard);
-    }
-
-    fn push_swallowed(&mut self, kind: Kind, shard: usize) {
         self.pipeline.push(
             Pending {
                 kind,
@@ -168,24 +164,7 @@ impl Session {
     /// arrives (or nothing is owed any more), then finishes it. Called before handling the next
     /// client request, so nothing is sent behind a transaction still being committed.
     pub(crate) async fn finish_held(&mut self) {
-        for (_, b) in self.backends.iter_mut() {
-            // Answers to extended-protocol messages without a Sync come only after a Flush
-            // (e.g. a COPY's CommandComplete when the Sync that held was dropped in copy mode).
-            encode::flush(&mut b.write_buf);
-        }
-        while self.pipeline.held.is_none() {
-            self.flush_backends().await;
-            let reader = self.pipeline.reader();
-            if reader.is_none() {
-                break;
-            }
-            let (shard, r) = read_backend(&mut self.backends, reader).await;
-            match r {
-                Ok(0) => self.backend_lost(shard, "the server closed the connection"),
-                Ok(_) => self.process_backends(),
-                Err(e) => self.backend_lost(shard, &e.to_string()),
-            }
-        }
+        self.drain(true).await;
         self.complete_held().await;
     }
 
@@ -215,7 +194,7 @@ impl Session {
         } else {
             self.rollback_on(&shards).await;
         }
-        self.end_transaction_bookkeeping();
+        self.forget_writes();
         if held.forward {
             encode::ready_for_query(&mut out, TransactionStatus::Idle);
             self.cout.extend_from_slice(&out);
@@ -269,7 +248,7 @@ impl Session {
         if !self.in_block() || (self.backends.shards().len() < 2 && !self.lost) {
             return CommitPath::Ordinary;
         }
-        self.drain_pipeline().await;
+        self.drain(false).await;
         if self.pipeline.suppress || self.skip_until_sync {
             return CommitPath::Skipped;
         }
@@ -292,7 +271,7 @@ impl Session {
             return CommitPath::Ordinary;
         };
         let committed = matches!(result, Ok("COMMIT"));
-        self.end_transaction_bookkeeping();
+        self.forget_writes();
         self.status = TransactionStatus::Idle;
         self.block_sent = None;
         self.txn_begin = None;
@@ -300,23 +279,21 @@ impl Session {
         CommitPath::Done(result)
     }
 
-    /// Sends every queued byte (with a Flush, so that extended-protocol answers come without a
-    /// Sync) and reads answers until nothing is owed.
-    async fn drain_pipeline(&mut self) {
+    /// Sends every queued byte, with a Flush (extended-protocol answers come only after a Sync
+    /// or Flush — e.g. a COPY's CommandComplete when the Sync that held was dropped in copy
+    /// mode), and reads answers until nothing is owed, or (`until_held`) until the held end of
+    /// an implicit transaction has arrived.
+    async fn drain(&mut self, until_held: bool) {
         for (_, b) in self.backends.iter_mut() {
             encode::flush(&mut b.write_buf);
         }
-        loop {
+        while !(until_held && self.pipeline.held.is_some()) {
             self.flush_backends().await;
             let Some(reader) = self.pipeline.reader() else {
                 break;
             };
             let (shard, r) = read_backend(&mut self.backends, Some(reader)).await;
-            match r {
-                Ok(0) => self.backend_lost(shard, "the server closed the connection"),
-                Ok(_) => self.process_backends(),
-                Err(e) => self.backend_lost(shard, &e.to_string()),
-            }
+            self.on_backend_read(shard, r);
         }
     }
 
@@ -395,12 +372,9 @@ impl Session {
         }
     }
 
-    /// Forgets every shard the transaction wrote (after the transaction was lost).
+    /// Forgets every shard the transaction wrote (it ended, or was lost); the backends still
+    /// attached and healthy are idle now.
     pub(crate) fn forget_writes(&mut self) {
-        self.end_transaction_bookkeeping();
-    }
-
-    fn end_transaction_bookkeeping(&mut self) {
         self.txn_written.iter_mut().for_each(|w| *w = false);
         self.group_written.iter_mut().for_each(|w| *w = false);
         self.begun.iter_mut().for_each(|b| *b = false);
