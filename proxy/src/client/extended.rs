@@ -412,17 +412,7 @@ impl Session {
             }
             return self.push_merge_run(Kind::Execute, run, &ask, route.route);
         }
-        if let Some(input) = route.merge.clone().filter(|_| e.max_rows > 0) {
-            for &s in &shards {
-                if let Some(b) = self.backends.get_mut(s) {
-                    encode::describe(&mut b.write_buf, Target::Portal, &e.portal);
-                    encode::execute(&mut b.write_buf, &e.portal, e.max_rows);
-                }
-            }
-            let run = super::merge_run::MergeRun::in_parts(*input, &shards, &e.portal, e.max_rows);
-            return self.push_merge_run(Kind::Execute, Box::new(run), &shards, route.route);
-        }
-        if let Some(input) = route.merge.filter(|_| e.max_rows <= 0) {
+        if let Some(input) = route.merge {
             for &s in &shards {
                 if let Some(b) = self.backends.get_mut(s) {
                     // The merge needs the column types: the portal's RowDescription first.
@@ -430,8 +420,13 @@ impl Session {
                     b.write_buf.extend_from_slice(&e.raw);
                 }
             }
+            let run = if e.max_rows > 0 {
+                super::merge_run::MergeRun::in_parts(*input, &shards, &e.portal, e.max_rows)
+            } else {
+                super::merge_run::MergeRun::new(*input, &shards, false)
+            };
             self.copy_targets.clear();
-            return self.push_merge(Kind::Execute, *input, &shards, route.route, false);
+            return self.push_merge_run(Kind::Execute, Box::new(run), &shards, route.route);
         }
         if shards.len() > 1 && e.max_rows > 0 {
             return self.extended_error(
