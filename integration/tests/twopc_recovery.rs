@@ -336,9 +336,12 @@ async fn operators_resolve_transactions_of_this_boot() {
             prepare(url, &to_commit, 100 + i as i64).await;
             prepare(url, &to_roll_back, 200 + i as i64).await;
         }
-        eventually("both listed", || async {
+        // (a recovery pass may run between the PREPAREs on s0 and s1: wait for one that saw both)
+        eventually("both listed on both shards", || async {
             let (_, body) = http(&proxy, "GET", "/api/v1/transactions", "").await;
-            body.contains(&to_commit) && body.contains(&to_roll_back)
+            body.contains(&to_commit)
+                && body.contains(&to_roll_back)
+                && body.matches(r#""pending_shards":["s0","s1"]"#).count() == 2
         })
         .await;
         let (_, body) = http(&proxy, "GET", "/api/v1/transactions", "").await;
